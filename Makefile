@@ -1,0 +1,17 @@
+# nfamily.ops developer entry points. Both main targets install what they need, idempotently.
+.PHONY: sandbox test setup lint sanity units integration molecule clean-sandbox
+
+sandbox:        ## set up, start the sandbox nFamily host, print its service report
+	tests/bin/sandbox.sh
+
+test:           ## the whole suite: lint, sanity, units, build, integration, molecule
+	tests/bin/test.sh
+
+setup:
+	tests/bin/setup.sh
+
+lint sanity units build integration molecule:
+	tests/bin/test.sh $@
+
+clean-sandbox:
+	CONTAINERS_CONF=tests/sandbox/containers.conf podman rm -f -t 5 nfamily-sandbox

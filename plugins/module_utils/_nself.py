@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
+
+"""Running the nself CLI (0.9.9) from modules, the way community.docker wraps docker compose:
+argv lists only, explicit stdin, output cleaned of ANSI and spinner carriage returns, JSON parsed
+leniently, and never a decision taken on nself's exit code alone.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+from collections import namedtuple
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+VERSION_RE = re.compile(r"(?<![\d.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.]+)?)")
+HEALTH_ENTRY_RE = re.compile(r'\{\s*"service"\s*:\s*"([^"]+)"\s*,\s*"status"\s*:\s*"([^"]+)"')
+PROJECT_MARKERS = ("docker-compose.yml", ".env", ".env.dev", ".env.prod", ".env.local")
+MINIMUM_VERSION = (0, 9, 8)
+
+NselfResult = namedtuple("NselfResult", ["cmd", "rc", "stdout", "stderr"])
+
+
+class NselfError(Exception):
+    """A failure to run nself or to make sense of what it printed."""
+
+    def __init__(self, msg, result=None):
+        super(NselfError, self).__init__(msg)
+        self.result = result
+
+
+def nself_argument_spec():
+    return dict(
+        project_dir=dict(type="path", required=True),
+        nself_bin=dict(type="str", default="nself"),
+        environment=dict(type="str", choices=["dev", "staging", "prod"]),
+    )
+
+
+def clean_output(text):
+    """Drop ANSI escapes, and keep what a terminal would show of lines a spinner rewrote with \\r."""
+    text = ANSI_RE.sub("", text or "")
+    lines = []
+    for line in text.split("\n"):
+        if "\r" in line:
+            segments = [s for s in line.split("\r") if s.strip()]
+            line = segments[-1] if segments else ""
+        lines.append(line.rstrip())
+    return "\n".join(lines).strip("\n")
+
+
+def extract_json(text):
+    """The first JSON object in text (nself may print noise around it). Raises ValueError."""
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the output")
+    obj, _end = json.JSONDecoder(strict=False).raw_decode(text[start:])
+    return obj
+
+
+def parse_version(text):
+    match = VERSION_RE.search(clean_output(text))
+    if not match:
+        raise ValueError("no version number in %r" % text[:80])
+    return match.group(1)
+
+
+def version_tuple(version):
+    return tuple(int(p) for p in re.findall(r"\d+", version.split("-")[0])[:3])
+
+
+def parse_health(text):
+    """`nself health --json`. Its `details` are not escaped by 0.9.9, so fall back to the
+    service/status pairs when the document is not valid JSON. Returns (health, warning)."""
+    try:
+        data = extract_json(text)
+        return data, None
+    except ValueError:
+        pairs = HEALTH_ENTRY_RE.findall(text)
+        if not pairs:
+            raise
+        services = [{"service": s, "status": st, "details": None} for s, st in pairs]
+        unhealthy = sum(1 for e in services if e["status"] in ("unhealthy", "stopped", "not_found"))
+        healthy = sum(1 for e in services if e["status"] in ("healthy", "running"))
+        data = {"healthy": healthy, "unhealthy": unhealthy, "total": len(services), "services": services}
+        return data, "nself health printed invalid JSON (unescaped details); used the service/status pairs"
+
+
+class NselfCLI(object):
+    """One nself project on the managed host."""
+
+    def __init__(self, module, project_dir, nself_bin="nself", environment=None):
+        self.module = module
+        self.project_dir = project_dir
+        self.commands = []
+        if not os.path.isdir(project_dir):
+            raise NselfError("project_dir %s does not exist; set it to the nself project (the directory holding "
+                             "docker-compose.yml and the .env files)" % project_dir)
+        if not any(os.path.exists(os.path.join(project_dir, m)) for m in PROJECT_MARKERS):
+            raise NselfError("%s holds no docker-compose.yml or .env file, so it is not an nself project; "
+                             "check project_dir" % project_dir)
+        self.binary = module.get_bin_path(nself_bin, opt_dirs=["/usr/local/bin", "/opt/nself/bin"])
+        if not self.binary:
+            raise NselfError("nself (%s) was not found on PATH on this host; install nself or set nself_bin" % nself_bin)
+        self.environ = {"NO_COLOR": "1", "TERM": "dumb"}
+        if environment:
+            self.environ["NSELF_ENV"] = environment
+        _detach_stdin()
+
+    def run(self, args, answer=None):
+        """Run nself with argv `args` in the project dir. `answer` is the line written to its stdin
+        (prompts); without it stdin is /dev/null so a prompt fails fast instead of hanging."""
+        cmd = [self.binary] + list(args)
+        rc, out, err = self.module.run_command(cmd, cwd=self.project_dir, data=answer, environ_update=self.environ,
+                                               check_rc=False)
+        result = NselfResult(cmd=cmd, rc=rc, stdout=clean_output(out), stderr=clean_output(err))
+        self.commands.append({"cmd": cmd, "rc": rc})
+        return result
+
+    def version(self):
+        result = self.run(["-v"])
+        try:
+            version = parse_version(result.stdout)
+        except ValueError:
+            raise NselfError("could not read the nself version from `nself -v` (rc %d): %s"
+                             % (result.rc, (result.stdout or result.stderr)[:200]), result)
+        if version_tuple(version) < MINIMUM_VERSION:
+            raise NselfError("nself %s is older than %s, which this collection supports; upgrade nself"
+                             % (version, ".".join(str(p) for p in MINIMUM_VERSION)), result)
+        return version
+
+    def status(self):
+        """Per-service status from `nself status --json` (rc is 0 whatever the health, so parse)."""
+        result = self.run(["status", "--json"])
+        try:
+            data = extract_json(result.stdout)
+            services = data["services"]
+        except (ValueError, KeyError, TypeError):
+            raise NselfError("`nself status --json` gave no service list (rc %d): %s"
+                             % (result.rc, (result.stderr or result.stdout)[:300]), result)
+        return data, services
+
+    def health(self):
+        """`nself health --json`: rc is 0 iff nothing is unhealthy; the document says which."""
+        result = self.run(["health", "--json"])
+        try:
+            data, warning = parse_health(result.stdout)
+        except ValueError:
+            raise NselfError("`nself health --json` gave no parsable result (rc %d): %s"
+                             % (result.rc, (result.stderr or result.stdout)[:300]), result)
+        return data, warning
+
+    def urls(self):
+        result = self.run(["urls", "--json"])
+        try:
+            return extract_json(result.stdout)
+        except ValueError:
+            return {}
+
+    def doctor(self):
+        result = self.run(["doctor"])
+        findings = [line.strip()[1:].strip() for line in result.stdout.splitlines()
+                    if line.strip().startswith(("✗", "⚠", "✱"))]
+        findings += [line.strip()[1:].strip() for line in result.stderr.splitlines()
+                     if line.strip().startswith(("✗", "⚠", "✱"))]
+        return {"rc": result.rc, "ok": result.rc == 0, "findings": findings, "output": result.stdout}
+
+
+def _detach_stdin():
+    """Point this process's stdin at /dev/null. run_command() leaves the child's stdin inherited
+    when no data is given, and an open but silent stdin makes nself prompts hang forever."""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+    except OSError:
+        pass

@@ -1,0 +1,75 @@
+# Shared settings of the project's scripts. Source it; do not run it.
+# shellcheck shell=bash
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export REPO_ROOT
+CACHE_DIR=${NFAMILY_OPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfamily-ops}
+export CACHE_DIR
+export CONTAINERS_CONF="$REPO_ROOT/tests/sandbox/containers.conf"
+export SANDBOX_NAME=${SANDBOX_NAME:-nfamily-sandbox}
+export SANDBOX_IMAGE=localhost/nfamily-sandbox:latest
+export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+python_bin() { command -v python3.11 || command -v python3; }
+
+venv_dir() {
+  local py; py=$(python_bin)
+  local key; key=$( { cat "$REPO_ROOT/requirements-dev.txt"; "$py" -V; } | sha256sum | cut -c1-12)
+  echo "$CACHE_DIR/venv-$key"
+}
+
+activate_venv() {
+  local dir; dir=$(venv_dir)
+  # shellcheck disable=SC1091
+  source "$dir/bin/activate"
+}
+
+# The collection as ansible-test and ansible-galaxy need it: .../ansible_collections/nfamily/ops.
+collection_tree() {
+  local root="$CACHE_DIR/collections"
+  local dest="$root/ansible_collections/nfamily/ops"
+  rm -rf "$dest" && mkdir -p "$dest"
+  (cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard |
+    tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$dest" -xf -
+  echo "$dest"
+}
+
+# Make the checkout importable as nfamily.ops for ansible.cfg's collections_path.
+link_collection() {
+  mkdir -p "$REPO_ROOT/.collections/ansible_collections/nfamily"
+  ln -sfn ../../.. "$REPO_ROOT/.collections/ansible_collections/nfamily/ops"
+}
+
+# Start (or reuse) a sandbox host container from the current image. Usage: start_sandbox NAME
+start_sandbox() {
+  local name=$1 image_id running_id
+  image_id=$(podman image inspect --format '{{.Id}}' "$SANDBOX_IMAGE")
+  if podman container exists "$name"; then
+    running_id=$(podman container inspect --format '{{.Image}}' "$name")
+    if [ "$running_id" != "$image_id" ] || [ "$(podman container inspect --format '{{.State.Running}}' "$name")" != "true" ]; then
+      podman rm -f -t 5 "$name" >/dev/null
+    fi
+  fi
+  if ! podman container exists "$name"; then
+    podman run -d --name "$name" --hostname "$name" --tmpfs /srv/minio:rw,size=2g,mode=0755 \
+      --label nfamily.ops.sandbox=1 "$SANDBOX_IMAGE" >/dev/null
+  fi
+  wait_sandbox "$name"
+}
+
+# Wait until every service the sandbox defines is healthy. Usage: wait_sandbox NAME [SECONDS]
+wait_sandbox() {
+  local name=$1 deadline=$((SECONDS + ${2:-180}))
+  until podman exec -w /opt/nself-family/backend "$name" nself health --json >/dev/null 2>&1 &&
+        ! podman exec -w /opt/nself-family/backend "$name" nself status --json 2>/dev/null | grep -q '"status": "\(starting\|unhealthy\|stopped\|exited\)"'; do
+    if ((SECONDS > deadline)); then
+      podman exec -w /opt/nself-family/backend "$name" nself status --json >&2 || true
+      echo "sandbox $name did not become healthy" >&2
+      return 1
+    fi
+    sleep 2
+  done
+}

@@ -1,0 +1,88 @@
+"""Fixtures for tests that run against a live sandbox host container."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+PROJECT = "/opt/nself-family/backend"
+IMAGE = os.environ.get("SANDBOX_IMAGE", "localhost/nfamily-sandbox:latest")
+
+
+class Sandbox:
+    """A sandbox nFamily host container, driven with podman exec."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def run(self, *argv, stdin=None, cwd=PROJECT, check=False, timeout=300):
+        cmd = ["podman", "exec", "-i" if stdin is not None else "-t=false", "-w", cwd, self.name] + list(argv)
+        cmd = [c for c in cmd if c != "-t=false"]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
+                              stdin=None if stdin is not None else subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError("%s failed (rc %d): %s %s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
+        return proc
+
+    def nself(self, *args, stdin=None, cwd=PROJECT):
+        return self.run("nself", *args, stdin=stdin, cwd=cwd)
+
+    def sh(self, script, check=True):
+        return self.run("sh", "-c", script, check=check)
+
+    def fault(self, *args):
+        return self.run("sandbox-fault", *args, check=True)
+
+    def psql(self, sql):
+        proc = self.run("psql", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "nself_family", "-tAc", sql, check=True)
+        return proc.stdout.strip()
+
+    def status(self):
+        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout)["services"]}
+
+    def env(self, key):
+        """A value of the prod env cascade, read the way nself reads it."""
+        code = "import sys; from nself_sandbox import envfiles; print(envfiles.load_cascade('.', 'prod').get(sys.argv[1], ''), end='')"
+        return self.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c", code, key, check=True).stdout
+
+    def wait_healthy(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.status()
+            if all(s == "healthy" for s in status.values()):
+                return status
+            time.sleep(1)
+        raise AssertionError("sandbox not healthy: %s" % self.status())
+
+    def reset(self):
+        """Back to a healthy stack with no fault set."""
+        self.fault("clear")
+        if any(s != "healthy" for s in self.status().values()):
+            self.nself("start")
+        self.wait_healthy()
+
+
+def start_container(name):
+    subprocess.run(["podman", "rm", "-f", "-t", "2", name], capture_output=True)
+    subprocess.run(["podman", "run", "-d", "--name", name, "--hostname", name, "--tmpfs", "/srv/minio:rw,size=2g,mode=0755",
+                    "--label", "nfamily.ops.sandbox=1", IMAGE], check=True, capture_output=True)
+    box = Sandbox(name)
+    box.wait_healthy(180)
+    return box
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    name = "nfamily-test-%d" % os.getpid()
+    box = start_container(name)
+    yield box
+    subprocess.run(["podman", "rm", "-f", "-t", "5", name], capture_output=True)
+
+
+@pytest.fixture
+def healthy(sandbox):
+    """A test that breaks things leaves the shared sandbox healthy again."""
+    sandbox.reset()
+    yield sandbox
+    sandbox.reset()

@@ -1,0 +1,184 @@
+"""`sandbox-fault`: flip the sandbox host's fault switches.
+
+  sandbox-fault set <fault> [target...]    sandbox-fault clear [fault]
+  sandbox-fault list                       sandbox-fault bug <name> on|off
+
+Faults: crash SVC, hang SVC, unhealthy SVC, refuse SVC, stop_fail SVC, stop_postgres,
+exhaust_connections, break_nginx [route|syntax], fill_disk [free%], delete_bucket BUCKET,
+storage_credentials, doctor_fail, start_fail, build_compose_fail.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import faults, paths, runtime, stack
+from .project import Project
+
+FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail"}
+NEEDS_TARGET = {"crash", "hang", "unhealthy", "refuse", "stop_fail", "delete_bucket"}
+BALLAST = ".nself-sandbox-ballast"
+
+
+def _project():
+    return Project(os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT))
+
+
+def _child(project, service):
+    record = project.record(service)
+    if runtime.docker_state(record) != "running" or not record.get("child_pid"):
+        raise SystemExit("sandbox-fault: %s is not running" % service)
+    return record["child_pid"]
+
+
+def _holder(project):
+    """Open client connections until PostgreSQL refuses more, then hold them."""
+    import psycopg2
+    held = []
+    while True:
+        try:
+            held.append(psycopg2.connect(host="127.0.0.1", port=5432, user=project.vars.get("POSTGRES_USER", "postgres"),
+                                         password=project.vars.get("POSTGRES_PASSWORD", ""),
+                                         dbname=project.vars.get("POSTGRES_DB", "postgres"), application_name="leaky-pool"))
+        except psycopg2.OperationalError:
+            break
+    while True:
+        time.sleep(2)
+        try:
+            with held[0].cursor() as cur:
+                cur.execute("SELECT 1")
+        except Exception:  # server restarted: the leak is gone
+            return
+
+
+def _nginx_conf(project):
+    return os.path.join(project.dir, "nginx", "nginx.conf")
+
+
+def set_fault(name, targets):
+    project = _project()
+    if name in NEEDS_TARGET and not targets:
+        raise SystemExit("sandbox-fault: %s needs a target" % name)
+    if name == "crash":
+        for service in targets:
+            os.kill(_child(project, service), signal.SIGKILL)
+        deadline = time.time() + 5
+        while time.time() < deadline and any(runtime.docker_state(project.record(s)) == "running" for s in targets):
+            time.sleep(0.1)
+        return
+    if name == "hang":
+        for service in targets:
+            os.kill(_child(project, service), signal.SIGSTOP)
+    elif name == "stop_postgres":
+        stack.stop_service(project, "postgres")
+        return
+    elif name == "exhaust_connections":
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            _holder(project)
+            os._exit(0)
+        targets = [str(pid)]
+        time.sleep(3)
+    elif name == "break_nginx":
+        mode = targets[0] if targets else "route"
+        with open(_nginx_conf(project), encoding="utf-8") as handle:
+            conf = handle.read()
+        if mode == "syntax":
+            conf = conf.replace("events {", "events { this_is_not_a_directive;", 1)
+        else:
+            conf = conf.replace("server 127.0.0.1:%s;" % "4000", "server 127.0.0.1:4999;").replace(
+                "server 127.0.0.1:4001;", "server 127.0.0.1:4998;")
+        with open(_nginx_conf(project), "w", encoding="utf-8") as handle:
+            handle.write(conf)
+        if mode != "syntax" and runtime.docker_state(project.record("nginx")) == "running":
+            os.kill(project.record("nginx")["child_pid"], signal.SIGHUP)
+        targets = [mode]
+    elif name == "fill_disk":
+        if not os.path.ismount(paths.MINIO_DATA):
+            raise SystemExit("sandbox-fault: %s is not its own filesystem (run the sandbox with --tmpfs %s)"
+                             % (paths.MINIO_DATA, paths.MINIO_DATA))
+        free_percent = float(targets[0]) if targets else 2.0
+        stats = os.statvfs(paths.MINIO_DATA)
+        keep = stats.f_blocks * stats.f_frsize * free_percent / 100.0
+        size = max(int(stats.f_bavail * stats.f_frsize - keep), 0)
+        subprocess.run(["fallocate", "-l", str(size), os.path.join(paths.MINIO_DATA, BALLAST)], check=True)
+    elif name == "delete_bucket":
+        _delete_buckets(project, targets)
+        return
+    elif name == "storage_credentials":
+        faults.set_fault(name)
+        stack.restart_service(project, "minio")
+        return
+    elif name not in FLAG_ONLY:
+        raise SystemExit("sandbox-fault: unknown fault %s" % name)
+    faults.set_fault(name, targets or None)
+
+
+def _delete_buckets(project, buckets):
+    import boto3
+    import botocore.config
+    client = boto3.client("s3", endpoint_url="http://127.0.0.1:9000", aws_access_key_id=project.vars["MINIO_ROOT_USER"],
+                          aws_secret_access_key=project.vars["MINIO_ROOT_PASSWORD"], region_name="us-east-1",
+                          config=botocore.config.Config(s3={"addressing_style": "path"}))
+    for bucket in buckets:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=bucket)
+
+
+def clear(name=None):
+    project = _project()
+    state = faults.load()["faults"]
+    names = [name] if name else list(state)
+    for fault in names:
+        value = state.get(fault)
+        if fault == "hang" and value:
+            for service in value:
+                record = project.record(service)
+                if record and record.get("child_pid"):
+                    os.kill(record["child_pid"], signal.SIGCONT)
+        elif fault == "exhaust_connections" and value:
+            for pid in value:
+                try:
+                    os.killpg(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        elif fault == "fill_disk":
+            try:
+                os.unlink(os.path.join(paths.MINIO_DATA, BALLAST))
+            except FileNotFoundError:
+                pass
+        faults.clear_fault(fault)
+        if fault == "storage_credentials":
+            stack.restart_service(project, "minio")
+    if name is None:
+        faults.clear_fault()
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if argv[0] == "set" and len(argv) >= 2:
+        set_fault(argv[1], argv[2:])
+    elif argv[0] == "clear":
+        clear(argv[1] if len(argv) > 1 else None)
+    elif argv[0] == "list":
+        print(json.dumps(faults.load(), indent=2, sort_keys=True))
+    elif argv[0] == "bug" and len(argv) == 3 and argv[2] in ("on", "off"):
+        faults.set_bug(argv[1], argv[2] == "on")
+    else:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

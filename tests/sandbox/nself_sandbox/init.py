@@ -1,0 +1,50 @@
+"""PID 1 of the sandbox host: service DNS names, start the stack via `nself start`, reap orphans,
+and stop the stack on SIGTERM (podman stop)."""
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+
+from . import paths
+
+SERVICE_HOSTS = "postgres hasura auth api minio redis nginx scheduler"
+
+
+def _hosts():
+    try:
+        with open("/etc/hosts", encoding="utf-8") as handle:
+            if SERVICE_HOSTS in handle.read():
+                return
+        with open("/etc/hosts", "a", encoding="utf-8") as handle:
+            handle.write("127.0.0.1 %s\n" % SERVICE_HOSTS)
+    except OSError:
+        pass
+
+
+def main():
+    _hosts()
+    pw = pwd.getpwnam("postgres")
+    os.makedirs(paths.PG_SOCKET_DIR, exist_ok=True)
+    os.chown(paths.PG_SOCKET_DIR, pw.pw_uid, pw.pw_gid)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    project = os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT)
+    if os.environ.get("NSELF_SANDBOX_AUTOSTART", "1") == "1":
+        subprocess.run(["nself", "start", "--timeout", "90"], cwd=project, stdin=subprocess.DEVNULL,
+                       stdout=sys.stdout, stderr=sys.stderr, check=False)
+    while not stopping:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        time.sleep(0.5)
+    subprocess.run(["nself", "stop"], cwd=project, stdin=subprocess.DEVNULL, check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Where the sandbox keeps its state inside the container."""
+import os
+
+STATE_DIR = os.environ.get("NSELF_SANDBOX_STATE", "/var/lib/nself-sandbox")
+CONTAINERS_DIR = os.path.join(STATE_DIR, "containers")
+LOG_DIR = os.path.join(STATE_DIR, "logs")
+FAULTS_FILE = os.path.join(STATE_DIR, "faults.json")
+CALLS_LOG = os.path.join(STATE_DIR, "calls.jsonl")
+VOLUMES_DIR = os.environ.get("NSELF_SANDBOX_VOLUMES", "/srv/volumes")
+PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_DATA = os.path.join(VOLUMES_DIR, "postgres_data")
+PG_SOCKET_DIR = "/var/run/postgresql"
+MINIO_DATA = os.environ.get("NSELF_SANDBOX_MINIO_DATA", "/srv/minio")
+REDIS_DATA = os.path.join(VOLUMES_DIR, "redis_data")
+SHARE_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PROJECT = "/opt/nself-family/backend"
+NSELF_VERSION = "0.9.9"

@@ -1,0 +1,90 @@
+"""The nself project the CLI runs in: cwd, env cascade, PROJECT_NAME, compose services."""
+import os
+import re
+import sys
+
+import yaml
+
+from . import envfiles, runtime, services, ui
+
+PROJECT_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+PRIORITY = ["postgres", "redis", "minio", "hasura"]
+
+
+class Project:
+    def __init__(self, directory=None, fallback_backend=False):
+        directory = directory or os.getcwd()
+        if fallback_backend and not _looks_like_project(directory) and _looks_like_project(os.path.join(directory, "backend")):
+            directory = os.path.join(directory, "backend")
+        self.dir = directory
+        self.env_name = envfiles.detect_environment(directory)
+        self.vars = envfiles.load_cascade(directory, self.env_name)
+        self.name = self._project_name()
+
+    def _project_name(self):
+        name = os.environ.get("PROJECT_NAME") or self.vars.get("PROJECT_NAME")
+        if not name:
+            name = re.sub(r"[^a-z0-9_-]", "-", os.path.basename(self.dir).lower()).strip("-") or "nself"
+            try:
+                with open(os.path.join(self.dir, ".env"), "a", encoding="utf-8") as handle:
+                    handle.write("PROJECT_NAME=%s\n" % name)  # nself's side effect (lib/utils/env.sh)
+            except OSError:
+                pass
+        if not PROJECT_RE.match(name):
+            ui.warn("Invalid PROJECT_NAME '%s', using 'my-project'" % name)
+            name = "my-project"
+        return name
+
+    @property
+    def compose_file(self):
+        return os.path.join(self.dir, "docker-compose.yml")
+
+    def has_compose(self):
+        return os.path.isfile(self.compose_file)
+
+    def compose(self):
+        with open(self.compose_file, encoding="utf-8") as handle:
+            return yaml.safe_load(handle) or {}
+
+    def service_names(self):
+        """`docker compose config --services`, in start order."""
+        names = list((self.compose().get("services") or {}).keys())
+        return sorted(names, key=lambda n: (PRIORITY.index(n) if n in PRIORITY else (9 if n == services.NGINX else 5), names.index(n)))
+
+    def spec(self, service):
+        raw = self.compose()["services"][service]
+        env = {k: envfiles.interpolate(str(v), self.vars) for k, v in (raw.get("environment") or {}).items()}
+        health = raw.get("healthcheck")
+        if health:
+            health = dict(health, test=[envfiles.interpolate(str(t), self.vars) for t in health.get("test", [])])
+        return {"image": envfiles.interpolate(raw.get("image", ""), self.vars), "env": env, "healthcheck": health}
+
+    def container(self, service, builtin=True):
+        # status/logs turn hyphens into underscores; health does not (nself-cli.md §1.1, §1.7).
+        return "%s_%s" % (self.name, service.replace("-", "_") if builtin else service)
+
+    def record(self, service):
+        return runtime.load(self.container(service))
+
+    def records(self):
+        mine = [r for r in runtime.all_records() if r["name"].startswith(self.name + "_")]
+        return mine
+
+    def config_mtime(self):
+        stamps = []
+        for name in ("docker-compose.yml", ".env", ".env.dev", ".env.prod", ".env.secrets", ".env.staging", ".env.local"):
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                stamps.append(os.path.getmtime(path))
+        return max(stamps or [0])
+
+
+def _looks_like_project(directory):
+    return os.path.isfile(os.path.join(directory, "docker-compose.yml")) or any(
+        os.path.exists(os.path.join(directory, n)) for n in (".env", ".env.dev", ".env.local"))
+
+
+def require_compose(project):
+    if not project.has_compose():
+        ui.error("docker-compose.yml not found. Run 'nself build' first.")
+        sys.exit(1)

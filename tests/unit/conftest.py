@@ -1,0 +1,58 @@
+"""Helpers for unit tests of nfamily.ops modules: run a module's main() with arguments and a
+scripted nself, and capture what it exits with."""
+import json
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+
+class ModuleExit(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class FakeNself:
+    """Stands in for AnsibleModule.run_command: answers by argv, records every call."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def __call__(self, cmd, **kwargs):
+        self.calls.append({"cmd": list(cmd), "kwargs": kwargs})
+        key = " ".join(cmd[1:])
+        if key not in self.answers:
+            raise AssertionError("unexpected nself call: %s" % key)
+        return self.answers[key]
+
+
+@pytest.fixture
+def run_module(monkeypatch):
+    def run(main, args, answers=None, binary="/usr/local/bin/nself"):
+        fake = FakeNself(answers or {})
+        monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, cmd, **kwargs: fake(cmd, **kwargs))
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: binary)
+
+        def exit_json(self, **kwargs):
+            kwargs.setdefault("failed", False)
+            raise ModuleExit(kwargs)
+
+        def fail_json(self, msg, **kwargs):
+            kwargs.update(failed=True, msg=msg)
+            raise ModuleExit(kwargs)
+
+        monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+        monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+        with patch_module_args(args):
+            with pytest.raises(ModuleExit) as caught:
+                main()
+        return caught.value.result, fake.calls
+
+    return run
+
+
+def status_json(*services):
+    return json.dumps({"timestamp": "2026-03-15T10:00:00+00:00", "environment": "prod",
+                       "services": [{"name": n, "status": s, "cpu": "0.50%", "memory": "25MiB / 7.6GiB"} for n, s in services]})

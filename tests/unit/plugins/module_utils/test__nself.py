@@ -1,0 +1,134 @@
+import os
+
+import pytest
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself
+
+# Captured from nself 0.9.9 output shapes (nself-cli.md §1.1, §1.2, §1.7).
+STATUS_WITH_NOISE = (
+    "\x1b[0;34m╔════╗\x1b[0m\n\r⠋ Checking\r⠙ Checking\r          \r"
+    '{"timestamp": "2026-03-15T10:00:00+00:00", "environment": "dev", "services": ['
+    '{"name": "postgres", "status": "healthy", "cpu": "0.50%", "memory": "25MiB / 7.6GiB"},'
+    '{"name": "minio", "status": "stopped", "cpu": "0%\\t0B", "memory": "0B / 0B"}]}\n'
+)
+HEALTH_UNESCAPED = (
+    '{"timestamp": "x", "healthy": 1, "unhealthy": 1, "total": 2, "services": ['
+    '{"service": "postgres", "status": "healthy", "details": "ok", "response_time_ms": 3},'
+    '{"service": "auth", "status": "unhealthy", "details": "wget: "GET /health" failed", "response_time_ms": 5}]}'
+)
+
+
+def test_clean_output_strips_ansi_and_spinner_frames():
+    text = "\x1b[1;90m2026-03-15 10:00:00\x1b[0m \x1b[1;36m[postgres    ]\x1b[0m ready\n\r⠋ Starting\r✓ Started\r\n"
+    assert _nself.clean_output(text) == "2026-03-15 10:00:00 [postgres    ] ready\n✓ Started"
+
+
+def test_extract_json_skips_leading_noise_and_accepts_tabs():
+    data = _nself.extract_json(_nself.clean_output(STATUS_WITH_NOISE))
+    assert [s["status"] for s in data["services"]] == ["healthy", "stopped"]
+    assert data["services"][1]["cpu"] == "0%\t0B"
+
+
+def test_extract_json_without_object_raises():
+    with pytest.raises(ValueError):
+        _nself.extract_json("✗ docker-compose.yml not found")
+
+
+def test_parse_health_valid_document():
+    data, warning = _nself.parse_health('{"healthy": 4, "unhealthy": 0, "total": 4, "services": []}')
+    assert warning is None and data["unhealthy"] == 0
+
+
+def test_parse_health_falls_back_on_unescaped_details():
+    data, warning = _nself.parse_health(HEALTH_UNESCAPED)
+    assert warning and data["unhealthy"] == 1 and data["healthy"] == 1
+    assert [(s["service"], s["status"]) for s in data["services"]] == [("postgres", "healthy"), ("auth", "unhealthy")]
+
+
+@pytest.mark.parametrize("text,expected", [("0.9.9\n", "0.9.9"), ("nself version 0.9.8", "0.9.8"),
+                                           ("\x1b[1mv0.9.9-rc1\x1b[0m", "0.9.9-rc1")])
+def test_parse_version(text, expected):
+    assert _nself.parse_version(text) == expected
+
+
+def test_version_tuple_orders_releases():
+    assert _nself.version_tuple("0.9.9-rc1") == (0, 9, 9)
+    assert _nself.version_tuple("0.10.0") > _nself.version_tuple("0.9.9")
+
+
+class FakeModule:
+    def __init__(self, answers, binary="/usr/local/bin/nself"):
+        self.answers = answers
+        self.binary = binary
+        self.calls = []
+
+    def get_bin_path(self, name, opt_dirs=None):
+        return self.binary
+
+    def run_command(self, cmd, **kwargs):
+        self.calls.append((cmd, kwargs))
+        return self.answers[" ".join(cmd[1:])]
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    return str(tmp_path)
+
+
+def test_run_uses_argv_cwd_and_explicit_stdin(project):
+    module = FakeModule({"db migrate down": (0, "\x1b[0;32m✓\x1b[0m Rolled back\n", "")})
+    cli = _nself.NselfCLI(module, project)
+    result = cli.run(["db", "migrate", "down"], answer="y")
+    cmd, kwargs = module.calls[0]
+    assert cmd == ["/usr/local/bin/nself", "db", "migrate", "down"]
+    assert kwargs["cwd"] == project and kwargs["data"] == "y" and kwargs["check_rc"] is False
+    assert kwargs["environ_update"]["NO_COLOR"] == "1"
+    assert result.stdout == "✓ Rolled back"
+    assert cli.commands == [{"cmd": cmd, "rc": 0}]
+
+
+def test_run_without_answer_gives_no_data(project):
+    module = FakeModule({"status --json": (0, '{"services": []}', "")})
+    _nself.NselfCLI(module, project).run(["status", "--json"])
+    assert module.calls[0][1]["data"] is None
+    assert os.readlink("/proc/self/fd/0") == "/dev/null"
+
+
+def test_environment_is_passed_as_nself_env(project):
+    module = FakeModule({"-v": (0, "0.9.9\n", "")})
+    _nself.NselfCLI(module, project, environment="prod").version()
+    assert module.calls[0][1]["environ_update"]["NSELF_ENV"] == "prod"
+
+
+def test_old_nself_is_refused(project):
+    module = FakeModule({"-v": (0, "0.9.7\n", "")})
+    with pytest.raises(_nself.NselfError, match="older than 0.9.8"):
+        _nself.NselfCLI(module, project).version()
+
+
+def test_status_without_json_is_an_error_even_with_rc_0(project):
+    module = FakeModule({"status --json": (0, "→ Services (3/8 running)", "")})
+    with pytest.raises(_nself.NselfError, match="no service list"):
+        _nself.NselfCLI(module, project).status()
+
+
+def test_missing_project_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(_nself.NselfError, match="does not exist"):
+        _nself.NselfCLI(FakeModule({}), str(tmp_path / "nope"))
+
+
+def test_directory_without_project_files_is_refused(tmp_path):
+    with pytest.raises(_nself.NselfError, match="not an nself project"):
+        _nself.NselfCLI(FakeModule({}), str(tmp_path))
+
+
+def test_nself_absent_is_a_clear_error(project):
+    with pytest.raises(_nself.NselfError, match="not found on PATH"):
+        _nself.NselfCLI(FakeModule({}, binary=None), project)
+
+
+def test_doctor_collects_findings_from_both_streams(project):
+    module = FakeModule({"doctor": (1, "\x1b[0;31m✗\x1b[0m Container nself-family_auth is exited\n", "⚠ weak secret\n")})
+    doctor = _nself.NselfCLI(module, project).doctor()
+    assert doctor["ok"] is False and doctor["findings"] == ["Container nself-family_auth is exited", "weak secret"]
