@@ -43,9 +43,9 @@ options:
     default: []
 notes:
   - C(nself health) appends a line to C(.nself/health/history.jsonl) in the project, and nself may append
-    C(PROJECT_NAME) to C(.env) when it is missing. These are nself's own side effects; the module reports RV(changed=false).
+    C(PROJECT_NAME) to C(.env) when it is missing. These are nself's own side effects; the module reports C(changed=false).
 author:
-  - nfamily.ops contributors
+  - nfamily.ops maintainers (@nfamily)
 """
 
 EXAMPLES = r"""

@@ -28,9 +28,29 @@ stage_lint() {
   antsibull-changelog lint
 }
 
+# ansible-test runs from its own venv (its pinned sanity requirements clash with ansible-lint's)
+# and bootstraps pip in its per-test venvs with tests/bin/get_pip_offline.py instead of a download.
+sanity_venv() {
+  local core; core=$(grep '^ansible-core==' "$REPO_ROOT/requirements-dev.txt")
+  local dir; dir="$CACHE_DIR/sanity-$(echo "$core $(python -V)" | sha256sum | cut -c1-12)"
+  if [ ! -f "$dir/.complete" ]; then
+    rm -rf "$dir"
+    "$(python_bin)" -m venv "$dir"
+    "$dir/bin/pip" install -q "$core" 2>&1 | grep -v "is ignored" || true
+    local reqs; reqs=$("$dir/bin/python" -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_data", "requirements"))')
+    "$dir/bin/pip" install -q $(printf -- '-r %s ' "$reqs"/sanity.*.txt) 2>&1 | grep -v "is ignored" || true
+    touch "$dir/.complete"
+  fi
+  local pip_version; pip_version=$(grep -o "pip='[0-9.]*'" \
+    "$dir"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | grep -o "[0-9.]*[0-9]" | head -1)
+  mkdir -p ~/.ansible/test/cache
+  cp "$REPO_ROOT/tests/bin/get_pip_offline.py" ~/.ansible/test/cache/get_pip_"${pip_version//./_}".py
+  echo "$dir"
+}
+
 stage_sanity() {
-  local tree; tree=$(collection_tree)
-  (cd "$tree" && ansible-test sanity --venv --python 3.11 --color no)
+  local tree venv; tree=$(collection_tree); venv=$(sanity_venv)
+  (cd "$tree" && PATH="$venv/bin:$PATH" "$venv/bin/ansible-test" sanity --local --python 3.11 --color no)
 }
 
 stage_units() {

@@ -19,7 +19,7 @@ class Sandbox:
     def run(self, *argv, stdin=None, cwd=PROJECT, check=False, timeout=300):
         cmd = ["podman", "exec", "-i" if stdin is not None else "-t=false", "-w", cwd, self.name] + list(argv)
         cmd = [c for c in cmd if c != "-t=false"]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise AssertionError("%s failed (rc %d): %s %s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
@@ -64,7 +64,7 @@ class Sandbox:
 
 
 def start_container(name):
-    subprocess.run(["podman", "rm", "-f", "-t", "2", name], capture_output=True)
+    subprocess.run(["podman", "rm", "-f", "-t", "2", name], capture_output=True, check=False)
     subprocess.run(["podman", "run", "-d", "--name", name, "--hostname", name, "--tmpfs", "/srv/minio:rw,size=2g,mode=0755",
                     "--label", "nfamily.ops.sandbox=1", IMAGE], check=True, capture_output=True)
     box = Sandbox(name)
@@ -77,7 +77,7 @@ def sandbox():
     name = "nfamily-test-%d" % os.getpid()
     box = start_container(name)
     yield box
-    subprocess.run(["podman", "rm", "-f", "-t", "5", name], capture_output=True)
+    subprocess.run(["podman", "rm", "-f", "-t", "5", name], capture_output=True, check=False)
 
 
 @pytest.fixture

@@ -234,7 +234,9 @@ def test_12_db_restore(healthy):
 
 # 13. db migrate
 def test_13_db_migrate(healthy):
-    versions = lambda: healthy.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").split(",")  # noqa: E731
+    def versions():
+        return healthy.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").split(",")
+
     assert len(versions()) == 13
     assert healthy.nself("db", "migrate", "down", stdin="").returncode == 1  # EOF at the prompt
     cancelled = healthy.nself("db", "migrate", "down", stdin="n\n")

@@ -183,7 +183,7 @@ def _status_overview(project):
     icons = {"healthy": ui.GREEN + "✓", "unhealthy": ui.RED + "✗", "starting": ui.YELLOW + "⟳"}
     for service in names:
         ui.out("  %s%s %s" % (icons.get(statuses[service], ui.GREY + "○"), ui.RESET, service))
-    records = [r for r in stack.running(project)]
+    records = stack.running(project)
     oldest = min([r.get("started_ts", 0) for r in records] or [0])
     drift = bool(records) and (project.config_mtime() > oldest or len(records) != len(names))
     if drift:
@@ -297,7 +297,7 @@ def _log_lines(container, tail):
         return []
     out = []
     for line in lines[-tail:] if tail else lines:
-        stamp, _, message = line.partition(" ")
+        stamp, dummy, message = line.partition(" ")
         if not message.strip():
             continue
         out.append((stamp[:19].replace("T", " "), message))
@@ -657,7 +657,7 @@ def cmd_exec(args):
             workdir = args[i]
         elif arg == "-e":
             i += 1
-            key, _, value = args[i].partition("=")
+            key, dummy, value = args[i].partition("=")
             extra_env[key] = value
         else:
             return _unknown_option("exec", arg)

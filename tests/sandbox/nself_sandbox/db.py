@@ -442,4 +442,3 @@ def _backup_restore(project, backup_dir, args):
         shutil.rmtree(staging, ignore_errors=True)
     ui.ok("Restore complete (%s)" % datetime.datetime.now().strftime("%H:%M:%S"))
     return 0
-

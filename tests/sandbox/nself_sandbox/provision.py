@@ -138,8 +138,9 @@ def seed_sql():
         metrics = '{"cpu": %d, "temperature": %d, "uptime": %d}' % (10 + n, 40 + n, 3600 * n) if state == "enrolled" else "{}"
         lines.append("INSERT INTO public.registered_devices (id, family_id, user_id, device_name, device_type, bootstrap_token, "
                      "credential, is_trusted, is_revoked, last_heartbeat_at, health_metrics) VALUES (%s, %s, %s, %s, %s, %s, %s, "
-                     "%s, %s, %s, %s);" % (q(uid("3", n)), q(family), q(uid("1", user)), q(name), q(kind), q(bootstrap),
-                                          q(credential), q(state != "pending"), q(state == "revoked"), heartbeat, q(metrics)))
+                     "%s, %s, %s, %s);" % (
+                         q(uid("3", n)), q(family), q(uid("1", user)), q(name), q(kind), q(bootstrap),
+                         q(credential), q(state != "pending"), q(state == "revoked"), heartbeat, q(metrics)))
     chain = uid("5", 1)
     for n, user, revoked in ((1, 1, False), (2, 1, False), (3, 1, True), (4, 2, False), (5, 3, False)):
         session = uid("4", n)
@@ -158,7 +159,7 @@ def seed_sql():
                                           ("member.joined", FAMILY_DEMO, 2, uid("1", 2)), ("device.enrolled", FAMILY_DEMO, 1, uid("3", 2)),
                                           ("device.revoked", FAMILY_DEMO, 3, uid("3", 4))):
         lines.append("INSERT INTO public.audit_events (family_id, event_type, actor_id, subject_id, subject_type) VALUES "
-                     "(%s, %s, %s, %s, %s);" % (q(family), q(event), q(uid("1", actor)), q(subject), q(event.split(".")[0])))
+                     "(%s, %s, %s, %s, %s);" % (q(family), q(event), q(uid("1", actor)), q(subject), q(event.split(".", maxsplit=1)[0])))
     lines.append("INSERT INTO public.posts (family_id, author_id, post_type, body) VALUES (%s, %s, 'text', 'Welcome to the family!'), "
                  "(%s, %s, 'photo', 'Beach day');" % (q(FAMILY_DEMO), q(uid("1", 1)), q(FAMILY_DEMO), q(uid("1", 2))))
     lines.append("INSERT INTO scheduler.jobs (job_type, run_at) VALUES ('token.cleanup', now()), ('audit.cleanup', now() + interval '1 day');")

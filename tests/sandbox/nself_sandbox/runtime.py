@@ -192,7 +192,7 @@ def health(record):
     """Docker health for a running container: healthy, unhealthy or starting; None if no healthcheck."""
     if not record.get("healthcheck"):
         return None
-    ok, _ = probe(record)
+    ok = probe(record)[0]
     if ok:
         return "healthy"
     if time.time() - record.get("started_ts", 0) < START_PERIOD:

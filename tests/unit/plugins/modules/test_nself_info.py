@@ -25,22 +25,22 @@ def test_reports_services_and_health(run_module, tmp_path):
 
 def test_filters_services_and_names_missing_ones(run_module, tmp_path):
     answers = {"status --json": (0, status_json(("postgres", "healthy"), ("auth", "healthy")), "")}
-    result, _ = run_module(nself_info.main, {"project_dir": project(tmp_path), "gather": ["status"],
-                                             "services": ["auth", "scheduler"]}, answers)
+    args = {"project_dir": project(tmp_path), "gather": ["status"], "services": ["auth", "scheduler"]}
+    result = run_module(nself_info.main, args, answers)[0]
     assert [s["name"] for s in result["services"]] == ["auth"]
     assert result["missing_services"] == ["scheduler"]
 
 
 def test_health_rc_does_not_decide(run_module, tmp_path):
     # rc 1 from `nself health` but a document with no unhealthy service: the document wins
-    result, _ = run_module(nself_info.main, {"project_dir": project(tmp_path), "gather": ["health"]},
-                           {"health --json": (1, HEALTH_OK, "")})
+    args = {"project_dir": project(tmp_path), "gather": ["health"]}
+    result = run_module(nself_info.main, args, {"health --json": (1, HEALTH_OK, "")})[0]
     assert result["healthy"] is True
 
 
 def test_unparsable_status_fails_with_the_command(run_module, tmp_path):
-    result, _ = run_module(nself_info.main, {"project_dir": project(tmp_path), "gather": ["status"]},
-                           {"status --json": (1, "", "✗ docker-compose.yml not found. Run 'nself build' first.")})
+    answers = {"status --json": (1, "", "✗ docker-compose.yml not found. Run 'nself build' first.")}
+    result = run_module(nself_info.main, {"project_dir": project(tmp_path), "gather": ["status"]}, answers)[0]
     assert result["failed"] and "docker-compose.yml not found" in result["msg"]
     assert result["commands"][0]["rc"] == 1
 
