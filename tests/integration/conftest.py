@@ -28,6 +28,11 @@ class Sandbox:
     def nself(self, *args, stdin=None, cwd=PROJECT):
         return self.run("nself", *args, stdin=stdin, cwd=cwd)
 
+    def nself_raw(self, *args):
+        """stdout as bytes: text mode would turn the spinner's \r into newlines."""
+        return subprocess.run(["podman", "exec", "-w", PROJECT, self.name, "nself"] + list(args),
+                              capture_output=True, check=False, stdin=subprocess.DEVNULL).stdout
+
     def sh(self, script, check=True):
         return self.run("sh", "-c", script, check=check)
 
@@ -58,8 +63,9 @@ class Sandbox:
     def reset(self):
         """Back to a healthy stack with no fault set."""
         self.fault("clear")
-        if any(s != "healthy" for s in self.status().values()):
-            self.nself("start")
+        broken = [name for name, state in self.status().items() if state != "healthy"]
+        if broken:
+            self.nself("restart", *broken)
         self.wait_healthy()
 
 

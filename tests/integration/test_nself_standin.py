@@ -238,6 +238,8 @@ def test_13_db_migrate(healthy):
         return healthy.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").split(",")
 
     assert len(versions()) == 13
+    healthy.sh("pg_dump -h /var/run/postgresql -U postgres --data-only -t registered_devices -t device_pairing_codes "
+               "nself_family > /tmp/devices.sql")
     assert healthy.nself("db", "migrate", "down", stdin="").returncode == 1  # EOF at the prompt
     cancelled = healthy.nself("db", "migrate", "down", stdin="n\n")
     assert cancelled.returncode == 0 and "Cancelled" in cancelled.stdout and len(versions()) == 13
@@ -250,6 +252,7 @@ def test_13_db_migrate(healthy):
     assert up.returncode == 0 and "1770000000013_stream_gateway" in plain(up.stdout) and len(versions()) == 13
     # the table is back but empty: the fixture's devices are gone until a restore
     assert healthy.psql("SELECT count(*) FROM registered_devices") == "0"
+    healthy.sh("psql -q -h /var/run/postgresql -U postgres -d nself_family -v ON_ERROR_STOP=1 -f /tmp/devices.sql")
 
 
 # 14. missing db subcommands
@@ -273,8 +276,8 @@ def test_15_backup_create_list_restore(healthy):
 
 # 16. output hygiene
 def test_16_output_hygiene(healthy):
-    text = healthy.nself("status").stdout
-    assert "\x1b[" in text and "\r" in text
+    raw = healthy.nself_raw("status")
+    assert b"\x1b[" in raw and b"\r" in raw
     err = healthy.nself("restart", "nosuch")
     assert "✗" in err.stderr and "✗" not in err.stdout
     assert "✓" in healthy.nself("db", "backup", "t16.sql").stdout

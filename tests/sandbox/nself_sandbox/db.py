@@ -144,7 +144,7 @@ def _restore(project, args):
     if not os.path.isabs(path):
         path = os.path.join(project.dir, path)
     if not os.path.isfile(path):
-        ui.error("Backup file not found: %s" % args[0] if "/" in args[0] else "backups/" + args[0])
+        ui.error("Backup file not found: %s" % (args[0] if "/" in args[0] else "backups/" + args[0]))
         return 1
     if not _pg_container_running(project):
         return 1
@@ -312,10 +312,11 @@ def _migrate_status(project):
 
 def cmd_backup(args):
     sys.stderr.write("⚠  WARNING: 'nself backup' is deprecated. Use: nself db backup|restore …\n")
-    project = Project(fallback_backend=True)
-    if not any(n.startswith(".env") for n in os.listdir(project.dir)):
+    here = os.getcwd()
+    if not any(n.startswith(".env") for d in (here, os.path.join(here, "backend")) if os.path.isdir(d) for n in os.listdir(d)):
         ui.error("No .env file found. Run 'nself init' first.")
         return 1
+    project = Project(fallback_backend=True)
     for sub in ("logs", "certs/local", "hasura/migrations", "hasura/metadata", "bin/dbsyncs"):
         os.makedirs(os.path.join(project.dir, sub), exist_ok=True)
     backup_dir = os.path.join(project.dir, os.environ.get("BACKUP_DIR", "backups"))

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 
-from . import faults, paths
+from . import faults, paths, services
 
 START_PERIOD = 20.0
 
@@ -125,15 +125,16 @@ def start(record):
 
 
 def stop(record, timeout=10):
-    """Docker stop: SIGTERM to the service, SIGKILL after timeout. Returns True if it had to act."""
+    """Docker stop: the image's stop signal, SIGKILL after the grace period. True if it had to act."""
     if docker_state(record) != "running":
         return False
     shim_pid = record["shim_pid"]
+    signum, grace = services.stop_policy(record["image"])
     try:
-        os.kill(shim_pid, signal.SIGTERM)
+        os.kill(shim_pid, signum)
     except ProcessLookupError:
         return False
-    deadline = time.time() + timeout + 5
+    deadline = time.time() + min(timeout, grace)
     while time.time() < deadline and pid_alive(shim_pid):
         time.sleep(0.05)
     if pid_alive(shim_pid):
@@ -143,6 +144,13 @@ def stop(record, timeout=10):
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, TypeError):
                 pass
+        deadline = time.time() + 5
+        while time.time() < deadline and pid_alive(shim_pid):
+            time.sleep(0.05)
+        latest = load(record["name"])
+        if latest and latest.get("exit_code") is None:
+            latest.update(exit_code=137, finished_at=now_iso(), child_pid=None)
+            save(latest)
     return True
 
 

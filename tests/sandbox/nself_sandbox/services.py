@@ -2,6 +2,7 @@
 and how each "container" is really run on this host (there is no Docker here).
 """
 import os
+import signal
 import sys
 
 from . import paths
@@ -100,6 +101,18 @@ def compose_document(variables):
     return {"name": "${PROJECT_NAME}", "services": services,
             "networks": {"default": {"name": "${PROJECT_NAME}_network"}},
             "volumes": {"postgres_data": {}, "minio_data": {}, "redis_data": {}, "nginx_cache": {}}}
+
+
+def stop_policy(image):
+    """(signal, grace seconds) of `docker stop` for an image. The postgres image's STOPSIGNAL is
+    SIGINT (fast shutdown). SeaweedFS needs ~30 s to stop on SIGTERM where MinIO needs about one,
+    so the stand-in gets a short grace before SIGKILL."""
+    kind = image.split(":")[0]
+    if kind.startswith("postgres"):
+        return signal.SIGINT, 10
+    if kind.startswith("minio"):
+        return signal.SIGTERM, 3
+    return signal.SIGTERM, 10
 
 
 def launch(service, image, env, project_dir):

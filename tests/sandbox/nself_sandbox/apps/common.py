@@ -70,6 +70,9 @@ def jwt_decode(token, key):
 # ---------------------------------------------------------------- database
 
 def connect():
+    url = os.environ.get("DATABASE_URL") or os.environ.get("HASURA_GRAPHQL_DATABASE_URL")
+    if url:
+        return psycopg2.connect(url, connect_timeout=3, application_name="nfamily-%s" % os.environ.get("NSELF_SERVICE", "app"))
     return psycopg2.connect(host=os.environ.get("POSTGRES_HOST", "postgres"), port=int(os.environ.get("POSTGRES_PORT", "5432")),
                             user=os.environ.get("POSTGRES_USER", "postgres"), password=os.environ.get("POSTGRES_PASSWORD", ""),
                             dbname=os.environ.get("POSTGRES_DB", "postgres"), connect_timeout=3,

@@ -29,7 +29,7 @@ def main():
         "weed", "server", "-dir=" + data, "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.port=9333", "-volume.port=8082", "-filer", "-filer.port=8888",
         "-s3", "-s3.port=9000", "-s3.config=" + config,
-        "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.minFreeSpace=5"])
+        "-master.volumeSizeLimitMB=64", "-master.electionTimeout=1s", "-volume.max=0", "-volume.minFreeSpace=5"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,223 @@
+"""The sandbox's services behave as nfamily-backend.md describes, and each fault switch bites."""
+import json
+import time
+
+import pytest
+
+PASSWORD = "family-sandbox-pass"  # tests/sandbox/nself_sandbox/provision.py USER_PASSWORD
+DEMO_FAMILY = "00000000-0000-0000-0000-000000000001"
+OTHER_FAMILY = "20000000-0000-4000-8000-000000000002"
+
+
+def http(box, method, url, body=None, token=None, headers=None, insecure=False):
+    """curl from inside the host; returns (status, parsed JSON or text)."""
+    argv = ["curl", "-s", "-m", "10", "-o", "/tmp/body", "-w", "%{http_code}", "-X", method, url]
+    if insecure:
+        argv.insert(1, "-k")
+    if body is not None:
+        argv += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    if token:
+        argv += ["-H", "Authorization: Bearer %s" % token]
+    for key, value in (headers or {}).items():
+        argv += ["-H", "%s: %s" % (key, value)]
+    status = int(box.run(*argv).stdout or 0)
+    text = box.run("cat", "/tmp/body").stdout
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def login(box, email="owner@nself.org", password=PASSWORD, base="http://127.0.0.1:4000", insecure=False):
+    return http(box, "POST", base + "/auth/login", {"email": email, "password": password}, insecure=insecure)
+
+
+def test_fixture_counts(sandbox):
+    assert sandbox.psql("SELECT count(*) FROM schema_migrations") == "13"
+    assert sandbox.psql("SELECT count(*) FROM public.families") == "2"
+    roles = sandbox.psql("SELECT string_agg(role::text, ',' ORDER BY role) FROM public.family_members WHERE family_id = '%s'"
+                         % DEMO_FAMILY)
+    assert roles == "OWNER,ADMIN,ADULT_MEMBER,ADULT_MEMBER,YOUTH_MEMBER,CHILD_MEMBER"
+    states = sandbox.psql("SELECT string_agg(DISTINCT CASE WHEN is_revoked THEN 'revoked' WHEN credential IS NOT NULL THEN "
+                          "'enrolled' ELSE 'pending' END, ',') FROM registered_devices WHERE family_id = '%s'" % DEMO_FAMILY)
+    assert states == "enrolled,pending,revoked"
+    assert sandbox.psql("SELECT count(*) FROM registered_devices WHERE family_id = '%s'" % OTHER_FAMILY) == "1"
+    assert sandbox.psql("SELECT length(credential) FROM registered_devices WHERE credential IS NOT NULL LIMIT 1") == "96"
+    assert sandbox.psql("SELECT count(*) FROM auth.refresh_tokens WHERE revoked_at IS NOT NULL") == "1"
+
+
+def test_runbook_device_sql_fails_on_the_real_schema(sandbox):
+    proc = sandbox.run("psql", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "nself_family", "-c",
+                       "UPDATE public.registered_devices SET status = 'revoked' WHERE family_id = '%s'" % DEMO_FAMILY)
+    assert proc.returncode == 1
+    assert 'column "status" of relation "registered_devices" does not exist' in proc.stderr
+
+
+def test_audit_events_are_immutable_but_truncatable(sandbox):
+    proc = sandbox.run("psql", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "nself_family", "-c",
+                       "DELETE FROM public.audit_events")
+    assert proc.returncode == 1 and "Audit events are immutable" in proc.stderr
+
+
+def test_login_me_refresh_and_errors(sandbox):
+    status, body = login(sandbox)
+    assert status == 200 and body["data"]["tokens"]["token_type"] == "Bearer"
+    tokens = body["data"]["tokens"]
+    assert len(tokens["refresh_token"]) == 64 and tokens["expires_in"] == 900
+    status, me = http(sandbox, "GET", "http://127.0.0.1:4000/auth/me", token=tokens["access_token"])
+    assert status == 200 and me["data"]["user"]["email"] == "owner@nself.org"
+    assert [f["id"] for f in me["data"]["families"]] == [DEMO_FAMILY]
+    status, body = http(sandbox, "POST", "http://127.0.0.1:4000/auth/refresh", {"refresh_token": tokens["refresh_token"]})
+    assert status == 200 and body["data"]["tokens"]["access_token"] != tokens["access_token"]
+    status, body = http(sandbox, "POST", "http://127.0.0.1:4000/auth/refresh", {"refresh_token": tokens["refresh_token"]})
+    assert status == 401 and body["error"]["code"] == "TOKEN_REUSE"
+    assert login(sandbox, password="wrong")[1]["error"]["code"] == "INVALID_CREDENTIALS"
+    assert login(sandbox, email="disabled@nself.org")[0] == 403
+    assert login(sandbox, email="not-an-email")[0] == 400
+    status, body = http(sandbox, "GET", "http://127.0.0.1:4000/auth/me", token="garbage")
+    assert status == 401 and body["error"]["code"] == "TOKEN_EXPIRED"
+
+
+def test_ready_reports_in_the_body_not_the_status(healthy):
+    assert http(healthy, "GET", "http://127.0.0.1:4000/ready") == (200, {"status": "ready", "service": "auth"})
+    healthy.fault("set", "stop_postgres")
+    assert http(healthy, "GET", "http://127.0.0.1:4000/ready") == (200, {"status": "not_ready", "service": "auth"})
+    assert http(healthy, "GET", "http://127.0.0.1:4001/ready") == (200, {"status": "not_ready", "service": "api"})
+
+
+def test_hasura_accepts_only_the_key_inside_its_jwt_secret(sandbox):
+    token = login(sandbox)[1]["data"]["tokens"]["access_token"]
+    status, body = http(sandbox, "POST", "http://127.0.0.1:8080/v1/graphql", {"query": "{ families { id name } }"}, token=token)
+    assert status == 200 and body["data"]["families"][0]["id"] == DEMO_FAMILY
+    forged = sandbox.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c",
+                         "from nself_sandbox.apps import common; import time; print(common.jwt_encode({'sub': 'x', "
+                         "'exp': time.time() + 60, common.HASURA_NS: {'x-hasura-user-id': 'x'}}, 'k' * 40))", check=True).stdout.strip()
+    status, body = http(sandbox, "POST", "http://127.0.0.1:8080/v1/graphql", {"query": "{ families { id } }"}, token=forged)
+    assert status == 200 and body["errors"][0]["extensions"]["code"] == "invalid-jwt"
+    assert http(sandbox, "GET", "http://127.0.0.1:8080/healthz") == (200, "OK")
+
+
+def test_api_audit_and_upload_write_to_the_object_store(healthy):
+    token = login(healthy)[1]["data"]["tokens"]["access_token"]
+    assert http(healthy, "GET", "http://127.0.0.1:4001/api/audit", token=token)[0] == 400
+    status, body = http(healthy, "GET", "http://127.0.0.1:4001/api/audit", token=token, headers={"X-Family-Id": DEMO_FAMILY})
+    assert status == 200 and len(body["data"]["events"]) >= 3
+    assert http(healthy, "GET", "http://127.0.0.1:4001/api/audit", token=token, headers={"X-Family-Id": OTHER_FAMILY})[0] == 403
+    assert http(healthy, "GET", "http://127.0.0.1:4001/api/audit")[0] == 401
+    healthy.sh("head -c 20000 /dev/urandom > /tmp/upload.bin")
+    proc = healthy.run("curl", "-s", "-X", "POST", "http://127.0.0.1:4001/api/media/upload", "-H", "Authorization: Bearer " + token,
+                       "-H", "X-Family-Id: " + DEMO_FAMILY, "-F", "file=@/tmp/upload.bin;filename=holiday.bin", check=True)
+    data = json.loads(proc.stdout)["data"]
+    assert data["status"] == "completed" and data["storage_path"].startswith("prod/%s/family/media/" % DEMO_FAMILY)
+    assert data["checksum"] == healthy.sh("sha256sum /tmp/upload.bin").stdout.split()[0]
+    again = json.loads(healthy.run("curl", "-s", "-X", "POST", "http://127.0.0.1:4001/api/media/upload", "-H",
+                                   "Authorization: Bearer " + token, "-H", "X-Family-Id: " + DEMO_FAMILY,
+                                   "-F", "file=@/tmp/upload.bin;filename=holiday.bin", check=True).stdout)
+    assert again["data"]["status"] == "already_exists"
+    listed = healthy.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c",
+                         "import sys; from nself_sandbox import faultctl, envfiles; from nself_sandbox.project import Project; "
+                         "import boto3; p = Project('/opt/nself-family/backend'); c = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', "
+                         "aws_access_key_id=p.vars['MINIO_ROOT_USER'], aws_secret_access_key=p.vars['MINIO_ROOT_PASSWORD'], "
+                         "region_name='us-east-1'); print(c.head_object(Bucket=p.vars['S3_BUCKET'], Key=sys.argv[1])['ContentLength'])",
+                         data["storage_path"], check=True)
+    assert listed.stdout.strip() == "20000"
+
+
+def test_nginx_routes_auth_api_health_and_redirects(sandbox):
+    assert http(sandbox, "GET", "https://127.0.0.1/health", insecure=True) == (200, "healthy\n")
+    assert http(sandbox, "GET", "http://127.0.0.1/health") == (200, "healthy\n")
+    assert http(sandbox, "GET", "http://127.0.0.1/auth/me")[0] == 301
+    assert login(sandbox, base="https://127.0.0.1", insecure=True)[0] == 200
+    status, body = http(sandbox, "GET", "https://127.0.0.1/api/health", insecure=True)
+    assert status == 200 and body["service"] == "api"
+
+
+def test_scheduler_processes_jobs(sandbox):
+    sandbox.psql("INSERT INTO scheduler.jobs (job_type) VALUES ('token.cleanup')")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if sandbox.psql("SELECT count(*) FROM scheduler.jobs WHERE status = 'pending' AND run_at <= now()") == "0":
+            break
+        time.sleep(1)
+    assert sandbox.psql("SELECT count(*) FROM scheduler.jobs WHERE status = 'pending' AND run_at <= now()") == "0"
+
+
+# ---------------------------------------------------------------- fault switches
+
+def test_fault_hang_makes_a_service_unhealthy(healthy):
+    healthy.fault("set", "hang", "api")
+    deadline = time.time() + 40
+    while healthy.status()["api"] != "unhealthy" and time.time() < deadline:
+        time.sleep(1)
+    assert healthy.status()["api"] == "unhealthy"
+
+
+def test_fault_unhealthy_and_refuse(healthy):
+    healthy.fault("set", "unhealthy", "auth")
+    assert http(healthy, "GET", "http://127.0.0.1:4000/health")[0] == 503
+    assert json.loads(healthy.nself("health", "service", "auth", "--json").stdout)["status"] in ("unhealthy", "starting")
+    healthy.fault("set", "refuse", "api")
+    healthy.nself("restart", "api")
+    assert healthy.status()["api"] == "exited"
+    assert "refuses to start" in healthy.nself("logs", "api").stdout
+
+
+def test_fault_exhaust_connections(healthy):
+    healthy.fault("set", "exhaust_connections")
+    assert http(healthy, "GET", "http://127.0.0.1:4000/ready")[1]["status"] == "not_ready"
+    assert login(healthy)[0] == 500
+    assert healthy.nself("doctor").returncode == 1
+    healthy.nself("stop")
+    healthy.nself("start")
+    healthy.wait_healthy()
+    assert login(healthy)[0] == 200  # a full restart clears the leak
+
+
+@pytest.mark.parametrize("mode", ["route", "syntax"])
+def test_fault_break_nginx_and_build_repairs_it(healthy, mode):
+    healthy.fault("set", "break_nginx", mode)
+    if mode == "route":
+        assert http(healthy, "GET", "https://127.0.0.1/api/health", insecure=True)[0] == 502
+    else:
+        healthy.nself("restart", "nginx")
+        assert healthy.status()["nginx"] == "exited"
+    healthy.nself("build")
+    healthy.nself("restart", "nginx")
+    healthy.wait_healthy()
+    assert http(healthy, "GET", "https://127.0.0.1/api/health", insecure=True)[0] == 200
+
+
+def test_fault_fill_disk(healthy):
+    healthy.fault("set", "fill_disk", "2")
+    free = healthy.sh("df --output=pcent /srv/minio | tail -1").stdout.strip().rstrip("%")
+    assert int(free) >= 97
+    assert healthy.nself("doctor").returncode == 1
+
+
+def test_fault_delete_bucket_and_storage_credentials(healthy):
+    code = ("import sys, boto3; from nself_sandbox.project import Project; p = Project('/opt/nself-family/backend'); "
+            "c = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', aws_access_key_id=p.vars['MINIO_ROOT_USER'], "
+            "aws_secret_access_key=p.vars['MINIO_ROOT_PASSWORD'], region_name='us-east-1');\n"
+            "try:\n    print(sorted(b['Name'] for b in c.list_buckets()['Buckets']))\n"
+            "except Exception as e:\n    print(type(e).__name__, getattr(e, 'response', {}).get('Error', {}).get('Code'))")
+
+    def buckets():
+        return healthy.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c", code, check=True).stdout.strip()
+
+    assert buckets() == "['nf-backups', 'nself-family-prod']"
+    healthy.fault("set", "delete_bucket", "nf-backups")
+    assert buckets() == "['nself-family-prod']"
+    healthy.fault("set", "storage_credentials")
+    healthy.wait_healthy()
+    assert buckets() == "ClientError SignatureDoesNotMatch"
+    healthy.fault("clear", "storage_credentials")
+    healthy.wait_healthy()
+    assert buckets() == "['nself-family-prod']"
+    healthy.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c", code.replace(
+        "print(sorted(b['Name'] for b in c.list_buckets()['Buckets']))", "c.create_bucket(Bucket='nf-backups')"), check=True)
+
+
+def test_fault_stop_postgres_shows_as_db_down(healthy):
+    healthy.fault("set", "stop_postgres")
+    assert healthy.status()["postgres"] == "exited"
+    assert "Database container not running" in healthy.nself("db", "migrate", "up").stderr
