@@ -52,4 +52,7 @@ if ! podman image exists "$image"; then
   trap - EXIT
 fi
 podman tag "$image" "$SANDBOX_IMAGE"
+# Drop images of older recipes (kept while a container still uses one).
+podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/nfamily-sandbox:' |
+  grep -v -e ":$recipe_hash\$" -e ':latest$' | xargs -r podman rmi >/dev/null 2>&1 || true
 echo "$image"

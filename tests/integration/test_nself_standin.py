@@ -27,6 +27,9 @@ def test_01_context_runs_in_cwd_and_reads_env_from_dot_env(sandbox):
         assert "docker-compose.yml" in proc.stderr, command
     # PROJECT_NAME falls back to the cwd basename and is appended to .env (nself's side effect)
     assert "PROJECT_NAME=p1" in sandbox.sh("cat /tmp/p1/.env").stdout
+    # every call is logged with its argv, cwd and whether stdin was a terminal
+    last = json.loads(sandbox.sh("tail -1 /var/lib/nself-sandbox/calls.jsonl").stdout)
+    assert last["argv"] == ["logs", "auth"] and last["cwd"] == "/tmp/p1" and last["stdin_tty"] is False
 
 
 # 2. Version probe
@@ -230,6 +233,10 @@ def test_12_db_restore(healthy):
     # plain SQL into the existing database: the marker table survives, errors were ignored
     assert healthy.psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 't12_marker'") == "1"
     healthy.psql("DROP TABLE public.t12_marker")
+    # db reset always prompts; EOF changes nothing, and prod refuses even after 'yes'
+    assert healthy.nself("db", "reset", stdin="").returncode == 1
+    assert healthy.nself("db", "reset", stdin="yes\n").returncode == 1
+    assert healthy.psql("SELECT count(*) FROM public.families") == "2"
 
 
 # 13. db migrate
