@@ -166,10 +166,8 @@ class NselfCLI(object):
 
     def doctor(self):
         result = self.run(["doctor"])
-        findings = [line.strip()[1:].strip() for line in result.stdout.splitlines()
-                    if line.strip().startswith(("✗", "⚠", "✱"))]
-        findings += [line.strip()[1:].strip() for line in result.stderr.splitlines()
-                     if line.strip().startswith(("✗", "⚠", "✱"))]
+        lines = (result.stdout + "\n" + result.stderr).splitlines()
+        findings = [line.strip()[1:].strip() for line in lines if line.strip().startswith(("✗", "⚠", "✱"))]
         return {"rc": result.rc, "ok": result.rc == 0, "findings": findings, "output": result.stdout}
 
 
