@@ -37,16 +37,3 @@ notes:
     and with ANSI colour codes and spinner carriage returns stripped from its output.
   - The exit code of nself is never trusted on its own; modules read the state back (C(status --json), C(health --json)).
 """
-
-    ATTRIBUTES = r"""
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  action_group:
-    description: Use C(group/nfamily.ops.nself) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - nfamily.ops.nself
-"""

@@ -20,7 +20,8 @@ description:
     and filters.
 extends_documentation_fragment:
   - nfamily.ops.nself
-  - nfamily.ops.nself.attributes
+  - nfamily.ops.attributes
+  - nfamily.ops.attributes.nself_group
 attributes:
   check_mode:
     support: full

@@ -1,0 +1,169 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: nself_preflight
+short_description: Check an nFamily host before a runbook changes anything
+version_added: 0.1.0
+description:
+  - Checks, in one task, what every runbook needs before its first change - nself is installed and recent enough, the project
+    directory is an nself project, the env cascade of the selected environment is readable, and enough disk space is free.
+  - Every problem is collected and reported together, so one run tells the on-call person everything to fix.
+  - Reads only; env values are never returned, only the names of the files and how many keys each defines.
+extends_documentation_fragment:
+  - nfamily.ops.nself
+  - nfamily.ops.attributes
+  - nfamily.ops.attributes.nself_group
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  min_version:
+    description: Oldest nself version the runbook accepts.
+    type: str
+    default: 0.9.8
+  require_keys:
+    description: Keys the merged env cascade must define (for example V(POSTGRES_DB)). Only presence is checked.
+    type: list
+    elements: str
+    default: []
+  free_space:
+    description: Paths and the bytes that must be free on their filesystem.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: A path on the filesystem to check (the nearest existing parent is used).
+        type: path
+        required: true
+      required_bytes:
+        description: Bytes that must be free for the runbook's work.
+        type: int
+        required: true
+author:
+  - nfamily.ops maintainers (@nfamily)
+"""
+
+EXAMPLES = r"""
+- name: Preflight for a restore that needs room for a safety backup
+  nfamily.ops.nself_preflight:
+    project_dir: /opt/nself-family/backend
+    require_keys: [POSTGRES_DB, POSTGRES_USER]
+    free_space:
+      - path: /opt/nself-family/backend/backups
+        required_bytes: "{{ (backup_size | int) * 2 }}"
+"""
+
+RETURN = r"""
+nself_version:
+  description: Version of nself on the host.
+  returned: when nself was found
+  type: str
+  sample: 0.9.9
+environment:
+  description: The environment nself selects (V(NSELF_ENV), then C(ENV=) in C(.env), then E(ENV), then V(dev)).
+  returned: always
+  type: str
+  sample: prod
+cascade:
+  description: The env files of the environment in override order, whether each exists and how many keys it defines.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"file": ".env.dev", "exists": true, "keys": 42}, {"file": ".env.secrets", "exists": true, "keys": 7}]
+free_space:
+  description: For each O(free_space) entry, the filesystem's free bytes and whether it is enough.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/opt/nself-family/backend/backups", "free_bytes": 5368709120, "required_bytes": 1073741824, "ok": true}]
+problems:
+  description: Every problem found (empty when the host passed).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
+
+
+def check_cascade(project_dir, env_name, require_keys, problems):
+    report = []
+    try:
+        merged, files = nenv.load_cascade(project_dir, env_name)
+    except (IOError, OSError) as exc:
+        problems.append("cannot read the %s env cascade in %s: %s" % (env_name, project_dir, exc))
+        return report
+    for name, values in files:
+        report.append({"file": name, "exists": values is not None, "keys": len(values or {})})
+    if not any(entry["exists"] for entry in report):
+        problems.append("none of the %s env files (%s) exists in %s" % (env_name, ", ".join(nenv.cascade_files(env_name)), project_dir))
+    missing = [key for key in require_keys if not merged.get(key)]
+    if missing:
+        problems.append("the %s env cascade does not define %s" % (env_name, ", ".join(missing)))
+    return report
+
+
+def check_space(entries, problems):
+    report = []
+    for entry in entries:
+        path = entry["path"]
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        stats = os.statvfs(path)
+        free = stats.f_bavail * stats.f_frsize
+        ok = free >= entry["required_bytes"]
+        report.append({"path": entry["path"], "free_bytes": free, "required_bytes": entry["required_bytes"], "ok": ok})
+        if not ok:
+            problems.append("%s has %d MiB free, the runbook needs %d MiB; free space first" % (
+                entry["path"], free // 1048576, entry["required_bytes"] // 1048576))
+    return report
+
+
+def main():
+    argument_spec = nself_argument_spec()
+    argument_spec.update(
+        min_version=dict(type="str", default="0.9.8"),
+        require_keys=dict(type="list", elements="str", default=[], no_log=False),
+        free_space=dict(type="list", elements="dict", default=[], options=dict(
+            path=dict(type="path", required=True), required_bytes=dict(type="int", required=True))),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    problems, result = [], {}
+    try:
+        cli = NselfCLI(module, params["project_dir"], params["nself_bin"], params["environment"])
+        result["nself_version"] = cli.version()
+        if version_tuple(result["nself_version"]) < version_tuple(params["min_version"]):
+            problems.append("nself %s is older than %s, which this runbook needs; upgrade nself"
+                            % (result["nself_version"], params["min_version"]))
+    except NselfError as exc:
+        problems.append(str(exc))
+    project_found = os.path.isdir(params["project_dir"])
+    env_name = params["environment"] or (nenv.detect_environment(params["project_dir"]) if project_found else "dev")
+    result["environment"] = env_name
+    result["cascade"] = check_cascade(params["project_dir"], env_name, params["require_keys"], problems) if project_found else []
+    result["free_space"] = check_space(params["free_space"], problems)
+    result["problems"] = problems
+    if problems:
+        module.fail_json(msg="Preflight failed: " + "; ".join(problems), **result)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

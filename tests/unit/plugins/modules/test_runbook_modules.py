@@ -1,0 +1,112 @@
+import json
+
+from ansible_collections.nfamily.ops.plugins.modules import runbook_checkpoint, runbook_lock, runbook_record
+
+STEPS = ["verify", "safety_backup", "restore", "start"]
+
+
+def lock_args(tmp_path, **extra):
+    args = {"family": "database", "run_id": "r1", "runbook": "db_restore", "target": "prod:abc", "owner": "alice",
+            "state_dir": str(tmp_path)}
+    args.update(extra)
+    return args
+
+
+def test_lock_acquire_refuse_release(run_module, tmp_path):
+    first = run_module(runbook_lock.main, lock_args(tmp_path))[0]
+    assert first["action"] == "acquired" and first["written"] and first["changed"] is False
+    second = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2"))[0]
+    assert second["failed"] and "held by run r1 of db_restore by alice" in second["msg"] and "runbook_break_lock" in second["msg"]
+    again = run_module(runbook_lock.main, lock_args(tmp_path))[0]
+    assert again["action"] == "refreshed"
+    other_release = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", state="released"))[0]
+    assert other_release["action"] == "not_held" and not other_release["written"]
+    assert (tmp_path / "locks" / "database.json").exists()
+    released = run_module(runbook_lock.main, lock_args(tmp_path, state="released"))[0]
+    assert released["action"] == "released" and not (tmp_path / "locks" / "database.json").exists()
+
+
+def test_lock_takeover_and_break(run_module, tmp_path):
+    run_module(runbook_lock.main, lock_args(tmp_path))
+    taken = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", takeover_run_id="r1"))[0]
+    assert taken["action"] == "taken_over" and taken["lock"]["took_over"]["run_id"] == "r1"
+    broken = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r3", runbook="db_backup", break_lock=True))[0]
+    assert broken["action"] == "taken_over"
+    assert json.loads((tmp_path / "locks" / "database.json").read_text())["run_id"] == "r3"
+
+
+def test_lock_check_mode_writes_nothing(run_module, tmp_path):
+    result = run_module(runbook_lock.main, lock_args(tmp_path, _ansible_check_mode=True))[0]
+    assert result["action"] == "acquired" and not result["written"]
+    assert not (tmp_path / "locks").exists()
+
+
+def test_lock_rejects_bad_family(run_module, tmp_path):
+    result = run_module(runbook_lock.main, lock_args(tmp_path, family="../etc"))[0]
+    assert result["failed"] and "not valid" in result["msg"]
+
+
+def cp_args(tmp_path, **extra):
+    args = {"runbook": "db_restore", "run_id": "r1", "state_dir": str(tmp_path)}
+    args.update(extra)
+    return args
+
+
+def test_checkpoint_resume_after_kill(run_module, tmp_path):
+    begun = run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, inputs={"backup": "a"}))[0]
+    assert begun["decision"] == "new" and begun["pending"] == STEPS
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="verify", data={"sha256": "x"}))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="safety_backup", data={"path": "/b"}))
+    # the run dies here; a re-run with the same inputs resumes
+    resumed = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="begin", steps=STEPS, inputs={"backup": "a"}))[0]
+    assert resumed["decision"] == "resume" and sorted(resumed["done"]) == ["safety_backup", "verify"]
+    assert resumed["pending"] == ["restore", "start"] and resumed["state"]["runs"] == ["r1", "r2"]
+    different = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r3", action="begin", steps=STEPS, inputs={"backup": "b"}))[0]
+    assert different["failed"] and "runbook_abandon_unfinished" in different["msg"]
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="done", step="restore"))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="done", step="start"))
+    finished = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="finish"))[0]
+    assert finished["state"]["status"] == "finished" and finished["done"] == {}
+    fresh = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r4", action="begin", steps=STEPS, inputs={"backup": "b"}))[0]
+    assert fresh["decision"] == "new"
+
+
+def test_checkpoint_abandon_and_secret_inputs(run_module, tmp_path):
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, inputs={"backup": "a"}))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="verify"))
+    args = cp_args(tmp_path, run_id="r2", action="begin", steps=STEPS, abandon=True, inputs={"backup": "b", "db_password": "hunter2"})
+    new = run_module(runbook_checkpoint.main, args)[0]
+    assert new["decision"] == "abandon_and_new" and new["state"]["abandoned"] == {"run_id": "r1", "done": ["verify"]}
+    assert "hunter2" not in (tmp_path / "runs" / "db_restore.json").read_text()
+
+
+def test_checkpoint_refuses_undeclared_step(run_module, tmp_path):
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS))
+    result = run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="drop_everything"))[0]
+    assert result["failed"] and "not one of db_restore's declared steps" in result["msg"]
+
+
+def test_checkpoint_refreshes_own_lock(run_module, tmp_path):
+    run_module(runbook_lock.main, lock_args(tmp_path, ttl=60))
+    before = json.loads((tmp_path / "locks" / "database.json").read_text())["expires_at"]
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, lock_family="database", lock_ttl=7200))
+    after = json.loads((tmp_path / "locks" / "database.json").read_text())["expires_at"]
+    assert after > before
+
+
+def test_record_appends_redacted_lines(run_module, tmp_path):
+    args = {"run_id": "r1", "runbook": "rotate_jwt", "result": "success", "started_at": "2026-11-27T01:00:00Z",
+            "who": {"user": "alice"}, "parameters": {"policy": "always", "JWT_SECRET": "abc", "new_key": "k"},
+            "state_dir": str(tmp_path)}
+    first = run_module(runbook_record.main, args)[0]
+    run_module(runbook_record.main, dict(args, run_id="r2", result="failed", summary="verification failed"))
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "abc" not in lines[0] and '"k"' not in lines[0]
+    assert first["record"]["parameters"]["policy"] == "always" and first["record"]["duration_s"] >= 0
+    assert json.loads(lines[1])["summary"] == "verification failed"
+
+
+def test_record_check_mode_writes_nothing(run_module, tmp_path):
+    args = {"run_id": "r1", "runbook": "db_backup", "result": "check", "state_dir": str(tmp_path), "_ansible_check_mode": True}
+    result = run_module(runbook_record.main, args)[0]
+    assert result["written"] is False and not (tmp_path / "runs.jsonl").exists()
