@@ -28,7 +28,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: In check mode nothing is written; RV(done) still shows what a real run would skip.
+    details: In check mode nothing is written; RV(done) still shows what a real run would skip, and V(done) and
+      V(finish) after a check-mode V(begin) work on the predicted run.
   diff_mode:
     support: none
 options:
@@ -219,6 +220,10 @@ def main():
         path = rb.checkpoint_path(params["state_dir"], params["runbook"])
         state = rb.read_json(path)
         result = dict(path=path, written=False)
+        if module.check_mode and params["action"] in ("done", "finish") and (state is None or state.get("run_id") != params["run_id"]):
+            # begin wrote nothing in check mode: predict from a run that has just begun
+            state = {"runbook": params["runbook"], "run_id": params["run_id"], "status": "running", "done": {},
+                     "steps": (state or {}).get("steps") or [params["step"]] if params["step"] else []}
         if params["action"] == "begin":
             state, result["decision"] = begin(module, state, now)
         elif params["action"] == "done":

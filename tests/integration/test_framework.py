@@ -1,0 +1,141 @@
+"""The runbook framework on a live sandbox host: prod confirmation, lock refusal, SIGKILL at each
+declared step then re-run, and run records free of secrets."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "framework_selftest.yml")
+STEPS = ["prepare", "stop_services", "replace_data", "start_services"]
+STATE = "/var/lib/nfamily-ops"
+EFFECTS = "/var/lib/selftest/effects.log"
+
+
+@pytest.fixture
+def host(healthy, tmp_path):
+    healthy.sh("rm -rf %s /var/lib/selftest" % STATE)
+    with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
+        group_vars = yaml.safe_load(handle)
+    inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {healthy.name: {
+        "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    healthy.inventory = str(tmp_path / "hosts.yml")
+    healthy.reports = str(tmp_path / "reports")
+    yield healthy
+    healthy.sh("rm -rf %s /var/lib/selftest" % STATE)
+
+
+def playbook(box, *extra, background=False):
+    argv = ["ansible-playbook", "-i", box.inventory, PLAYBOOK, "-e", "selftest_report_dir=%s" % box.reports] + list(extra)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    if background:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, text=True)
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def effects(box):
+    proc = box.run("cat", EFFECTS)
+    return [line.split()[0] for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+
+
+def records(box):
+    proc = box.run("cat", STATE + "/runs.jsonl")
+    return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+
+
+def wait_for(predicate, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+CONFIRM = ("-e", "runbook_confirm=%s")
+
+
+def test_prod_without_confirmation_changes_nothing(host):
+    proc = playbook(host)
+    assert proc.returncode == 2 and "runbook_confirm=%s" % host.name in proc.stdout
+    assert effects(host) == []
+    assert host.run("test", "-e", STATE + "/locks/selftest.json").returncode == 1
+    assert host.run("test", "-e", STATE + "/runs/selftest.json").returncode == 1
+    check = playbook(host, "--check")
+    assert check.returncode == 0 and effects(host) == []
+
+
+def test_uninterrupted_run_then_second_run_starts_fresh(host):
+    proc = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert effects(host) == STEPS
+    state = json.loads(host.run("cat", STATE + "/runs/selftest.json").stdout)
+    assert state["status"] == "finished" and sorted(state["done"]) == sorted(STEPS)
+    assert host.run("test", "-e", STATE + "/locks/selftest.json").returncode == 1  # released
+
+
+def test_concurrent_run_is_refused_naming_the_holder(host):
+    first = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=prepare", background=True)
+    try:
+        assert wait_for(lambda: effects(host) == ["prepare"] and "prepare" in host.run("cat", STATE + "/runs/selftest.json").stdout)
+        second = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+        assert second.returncode == 2
+        lock = json.loads(host.run("cat", STATE + "/locks/selftest.json").stdout)
+        assert "held by run %s of selftest" % lock["run_id"] in " ".join(second.stdout.split())
+        assert effects(host) == ["prepare"]  # the refused run changed nothing
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+
+@pytest.mark.parametrize("kill_after", STEPS[:-1])
+def test_sigkill_at_each_step_then_rerun_converges(host, kill_after):
+    run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=%s" % kill_after, background=True)
+    done_upto = STEPS[:STEPS.index(kill_after) + 1]
+    assert wait_for(lambda: effects(host) == done_upto)
+    assert wait_for(lambda: all(s in host.run("cat", STATE + "/runs/selftest.json").stdout for s in done_upto))
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    rerun = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert "took over the selftest lock" in rerun.stdout and "resuming" in rerun.stdout
+    assert effects(host) == STEPS  # every step exactly once, in order
+    state = json.loads(host.run("cat", STATE + "/runs/selftest.json").stdout)
+    assert state["status"] == "finished" and len(state["runs"]) == 2
+
+
+def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
+    run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=stop_services", background=True)
+    assert wait_for(lambda: effects(host) == STEPS[:2])
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    other = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=beta")
+    assert other.returncode == 2 and "runbook_abandon_unfinished" in other.stdout
+    assert effects(host) == STEPS[:2]
+    abandon = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=beta",
+                       "-e", "runbook_abandon_unfinished=true")
+    assert abandon.returncode == 0 and effects(host) == STEPS[:2] + STEPS
+
+
+def test_run_log_has_one_record_per_run_and_no_secret(host):
+    playbook(host)  # refused: prod without confirmation
+    playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_token=s3cr3t-T0KEN")
+    log = host.run("cat", STATE + "/runs.jsonl").stdout
+    entries = records(host)
+    assert [e["result"] for e in entries] == ["failed", "success"]
+    assert entries[1]["changed_steps"] == STEPS and entries[1]["who"]["user"]
+    assert "s3cr3t-T0KEN" not in log and "tok-should-never-be-logged" not in log
+    assert entries[1]["parameters"]["api_token"] == "[redacted]"
+    assert host.run("stat", "-c", "%a", STATE + "/runs.jsonl").stdout.strip() == "600"
+    reports = os.listdir(host.reports)
+    assert len(reports) == 2
+    for run_id in reports:
+        for name in os.listdir(os.path.join(host.reports, run_id)):
+            assert "s3cr3t-T0KEN" not in open(os.path.join(host.reports, run_id, name), encoding="utf-8").read()
