@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Build the sandbox images when their recipe changed; tags carry the recipe hash.
+# shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 sandbox_dir="$REPO_ROOT/tests/sandbox"
 
@@ -7,8 +8,8 @@ base_hash=$(sha256sum "$sandbox_dir/base.recipe" | cut -c1-12)
 base_image="localhost/nfamily-base:$base_hash"
 if ! podman image exists "$base_image"; then
   log "image: debootstrap $base_image (about a minute)"
-  # shellcheck disable=SC1090,SC1091
-  source <(grep -E '^[a-z]+=' "$sandbox_dir/base.recipe")
+  recipe_value() { sed -n "s/^$1=//p" "$sandbox_dir/base.recipe"; }
+  suite=$(recipe_value suite); variant=$(recipe_value variant); include=$(recipe_value include)
   rootfs=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
   trap 'rm -rf "$rootfs"' EXIT
   debootstrap --variant="$variant" --include="$include" "$suite" "$rootfs" >"$CACHE_DIR/debootstrap.log" 2>&1 ||

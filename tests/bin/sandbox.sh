@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: set up this machine, start the sandbox nFamily host and run a
 # read-only runbook against it through the sandbox inventory.
+# shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$REPO_ROOT/tests/bin/setup.sh"
 activate_venv
@@ -8,5 +9,5 @@ link_collection
 log "sandbox: starting $SANDBOX_NAME"
 start_sandbox "$SANDBOX_NAME"
 log "runbook: service report"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 ansible-playbook -i inventories/sandbox playbooks/service_report.yml "$@"

@@ -2,9 +2,10 @@
 # Idempotent set-up of this machine for the project: apt packages, the pinned venv,
 # podman configuration and the sandbox images (rebuilt only when their recipe changes).
 # Usage: tests/bin/setup.sh [--no-images]
+# shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_packages=(podman runc debootstrap git tar)
+apt_packages=(podman runc debootstrap git tar shellcheck)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -2,11 +2,12 @@
 # The README's test command: every quality gate, in order, each timed. Runs all stages and
 # exits non-zero if any failed. Usage: tests/bin/test.sh [stage...]
 # Stages: lint sanity units build integration molecule
+# shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$REPO_ROOT/tests/bin/setup.sh"
 activate_venv
 link_collection
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 mkdir -p tests/output
 
 stages=("$@")
@@ -38,7 +39,9 @@ sanity_venv() {
     "$(python_bin)" -m venv "$dir"
     "$dir/bin/pip" install -q "$core" 2>&1 | grep -v "is ignored" || true
     local reqs; reqs=$("$dir/bin/python" -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_data", "requirements"))')
-    "$dir/bin/pip" install -q $(printf -- '-r %s ' "$reqs"/sanity.*.txt) 2>&1 | grep -v "is ignored" || true
+    local req_args=()
+    for req in "$reqs"/sanity.*.txt; do req_args+=(-r "$req"); done
+    "$dir/bin/pip" install -q "${req_args[@]}" 2>&1 | grep -v "is ignored" || true
     touch "$dir/.complete"
   fi
   local pip_version; pip_version=$(grep -o "pip='[0-9.]*'" \
