@@ -222,8 +222,8 @@ def main():
         result = dict(path=path, written=False)
         if module.check_mode and params["action"] in ("done", "finish") and (state is None or state.get("run_id") != params["run_id"]):
             # begin wrote nothing in check mode: predict from a run that has just begun
-            state = {"runbook": params["runbook"], "run_id": params["run_id"], "status": "running", "done": {},
-                     "steps": (state or {}).get("steps") or [params["step"]] if params["step"] else []}
+            declared = (state or {}).get("steps") or ([params["step"]] if params["step"] else [])
+            state = {"runbook": params["runbook"], "run_id": params["run_id"], "status": "running", "done": {}, "steps": declared}
         if params["action"] == "begin":
             state, result["decision"] = begin(module, state, now)
         elif params["action"] == "done":
