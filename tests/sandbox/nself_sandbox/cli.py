@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from . import build, db, faults, paths, runtime, stack, ui
 from .project import Project, require_compose
@@ -162,8 +164,6 @@ def _status_detailed(project, as_json):
 
 
 def _http_code(url):
-    import urllib.error
-    import urllib.request
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             return "%03d" % response.status

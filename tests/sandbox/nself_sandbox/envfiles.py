@@ -75,32 +75,6 @@ def write_env_file(path, values, mode=0o600):
     os.replace(tmp, path)
 
 
-def set_key(path, key, value):
-    """Replace or append KEY=value in one env file, keeping its other lines."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        lines = []
-    out, done = [], False
-    for line in lines:
-        match = _LINE.match(line)
-        if match and match.group(1) == key:
-            out.append("%s=%s" % (key, value))
-            done = True
-        else:
-            out.append(line)
-    if not done:
-        out.append("%s=%s" % (key, value))
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o600
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(out) + "\n")
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def interpolate(value, variables):
     """Docker Compose style ${VAR}, ${VAR:-default} and $VAR interpolation."""
     def repl(match):

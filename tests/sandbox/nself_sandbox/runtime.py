@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -229,13 +228,3 @@ def stats(record):
         return "0%\t0B", "0B / 0B"
     return "%.2f%%" % (100.0 * ticks / elapsed), "%.1fMiB / %.1fGiB" % (rss_kb / 1024.0, total_kb / 1048576.0)
 
-
-def wait_port(port, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
