@@ -227,4 +227,3 @@ def stats(record):
     except (OSError, TypeError, ValueError, StopIteration, IndexError):
         return "0%\t0B", "0B / 0B"
     return "%.2f%%" % (100.0 * ticks / elapsed), "%.1fMiB / %.1fGiB" % (rss_kb / 1024.0, total_kb / 1048576.0)
-
