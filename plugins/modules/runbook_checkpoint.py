@@ -17,6 +17,9 @@ description:
     its completion with the data that identifies what it did (O(action=done)), for example which backup it restored.
   - A re-run after a kill begins again with the same inputs, gets the steps already done in RV(done), and skips them.
     A re-run with other inputs while a run is unfinished is refused, unless O(abandon=true).
+  - A step marks itself started (O(action=start)) before its effect. A step that a killed run started but did not record
+    is listed in RV(interrupted); the runbook verifies whether its effect happened before doing it again, and
+    O(action=start) on it returns RV(retry=true).
   - O(action=finish) with O(status=success) closes the run; the next begin starts a new one. A failed run stays unfinished.
   - The state lives in C(<state_dir>/runs/<runbook>.json) on the host, written atomically with mode 0600.
   - Run bookkeeping is not a change of the host's managed state, so the module reports C(changed=false);
@@ -39,13 +42,13 @@ options:
     required: true
   action:
     description:
-      - V(begin) starts or resumes a run, V(done) records a finished step, V(finish) closes the run,
-        V(status) only reads the state.
+      - V(begin) starts or resumes a run, V(start) marks a step started, V(done) records a finished step,
+        V(finish) closes the run, V(status) only reads the state.
     type: str
-    choices: [begin, done, finish, status]
+    choices: [begin, start, done, finish, status]
     default: status
   run_id:
-    description: Id of this run. Required for V(begin), V(done) and V(finish).
+    description: Id of this run. Required for V(begin), V(start), V(done) and V(finish).
     type: str
   steps:
     description: The runbook's steps, in order. Required for V(begin).
@@ -63,7 +66,7 @@ options:
     type: bool
     default: false
   step:
-    description: The step that finished. Required for V(done).
+    description: The step that starts (V(start)) or finished (V(done)). Required for both.
     type: str
   data:
     description: What identifies the step's work (stored with secret-looking keys redacted).
@@ -121,6 +124,17 @@ done:
   returned: always
   type: dict
   sample: {"safety_backup": {"at": "2026-11-27T01:02:03Z", "run_id": "20261127T010000Z-1", "data": {"path": "/x"}}}
+interrupted:
+  description: Steps started by an earlier run of this unfinished run but never recorded done; their effect may or may not
+    have happened.
+  returned: always
+  type: list
+  elements: str
+  sample: [restore]
+retry:
+  description: For V(start) - whether an earlier run already started this step (verify its effect before redoing it).
+  returned: when O(action=start)
+  type: bool
 pending:
   description: Declared steps not done yet, in order.
   returned: always
@@ -175,12 +189,27 @@ def begin(module, state, now):
     return state, decision
 
 
-def mark_done(params, state, now):
+def check_step(params, state):
     if state is None or state.get("status") != "running":
-        raise rb.RunbookStateError("%s has no running run to record step %s in; begin it first" % (params["runbook"], params["step"]))
+        raise rb.RunbookStateError("%s has no running run for step %s; begin it first" % (params["runbook"], params["step"]))
     if params["step"] not in state["steps"]:
         raise rb.RunbookStateError("step %s is not one of %s's declared steps (%s)" % (
             params["step"], params["runbook"], ", ".join(state["steps"])))
+
+
+def mark_started(params, state, now):
+    check_step(params, state)
+    if params["step"] in state["done"]:
+        raise rb.RunbookStateError("step %s of %s is already done; skip it" % (params["step"], params["runbook"]))
+    started = dict(state.get("started", {}))
+    previous = started.get(params["step"])
+    started[params["step"]] = {"at": rb.isoformat(now), "run_id": params["run_id"],
+                               "attempts": (previous or {}).get("attempts", 0) + 1}
+    return dict(state, started=started), previous is not None
+
+
+def mark_done(params, state, now):
+    check_step(params, state)
     done = dict(state["done"])
     done[params["step"]] = {"at": rb.isoformat(now), "run_id": params["run_id"], "data": rb.redact(params["data"])}
     return dict(state, done=done)
@@ -198,7 +227,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             runbook=dict(type="str", required=True),
-            action=dict(type="str", choices=["begin", "done", "finish", "status"], default="status"),
+            action=dict(type="str", choices=["begin", "start", "done", "finish", "status"], default="status"),
             run_id=dict(type="str"),
             steps=dict(type="list", elements="str", default=[]),
             inputs=dict(type="dict", default={}),
@@ -210,7 +239,8 @@ def main():
             lock_ttl=dict(type="int", default=3600),
             state_dir=dict(type="path", default=rb.DEFAULT_STATE_DIR),
         ),
-        required_if=[("action", "begin", ["run_id"]), ("action", "done", ["run_id", "step"]), ("action", "finish", ["run_id"])],
+        required_if=[("action", "begin", ["run_id"]), ("action", "start", ["run_id", "step"]),
+                     ("action", "done", ["run_id", "step"]), ("action", "finish", ["run_id"])],
         supports_check_mode=True,
     )
     params = module.params
@@ -220,12 +250,14 @@ def main():
         path = rb.checkpoint_path(params["state_dir"], params["runbook"])
         state = rb.read_json(path)
         result = dict(path=path, written=False)
-        if module.check_mode and params["action"] in ("done", "finish") and (state is None or state.get("run_id") != params["run_id"]):
+        if module.check_mode and params["action"] in ("start", "done", "finish") and (state is None or state.get("run_id") != params["run_id"]):
             # begin wrote nothing in check mode: predict from a run that has just begun
             declared = (state or {}).get("steps") or ([params["step"]] if params["step"] else [])
             state = {"runbook": params["runbook"], "run_id": params["run_id"], "status": "running", "done": {}, "steps": declared}
         if params["action"] == "begin":
             state, result["decision"] = begin(module, state, now)
+        elif params["action"] == "start":
+            state, result["retry"] = mark_started(params, state, now)
         elif params["action"] == "done":
             state = mark_done(params, state, now)
         elif params["action"] == "finish":
@@ -245,7 +277,17 @@ def main():
     state = state or {}
     done = state.get("done", {}) if state.get("status") == "running" else {}
     pending = [s for s in state.get("steps", []) if s not in done]
-    module.exit_json(changed=False, state=state, done=done, pending=pending, **result)
+    interrupted = interrupted_steps(state, params)
+    module.exit_json(changed=False, state=state, done=done, pending=pending, interrupted=interrupted, **result)
+
+
+def interrupted_steps(state, params):
+    """Steps an earlier run started and never recorded done, in declared order."""
+    if state.get("status") != "running":
+        return []
+    started = state.get("started", {})
+    return [s for s in state.get("steps", []) if s in started and s not in state["done"]
+            and started[s].get("run_id") != params["run_id"]]
 
 
 if __name__ == "__main__":

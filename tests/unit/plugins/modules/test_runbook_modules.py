@@ -71,6 +71,30 @@ def test_checkpoint_resume_after_kill(run_module, tmp_path):
     assert fresh["decision"] == "new"
 
 
+def test_checkpoint_step_started_but_not_recorded_is_interrupted(run_module, tmp_path):
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS))
+    first = run_module(runbook_checkpoint.main, cp_args(tmp_path, action="start", step="verify"))[0]
+    assert first["retry"] is False and first["interrupted"] == []
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="verify"))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="start", step="safety_backup"))
+    # killed between the safety backup's effect and its checkpoint
+    resumed = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="begin", steps=STEPS))[0]
+    assert resumed["interrupted"] == ["safety_backup"] and resumed["pending"] == STEPS[1:]
+    again = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="start", step="safety_backup"))[0]
+    assert again["retry"] is True and again["interrupted"] == []
+    assert again["state"]["started"]["safety_backup"]["attempts"] == 2
+    done_twice = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="start", step="verify"))[0]
+    assert done_twice["failed"] and "already done" in done_twice["msg"]
+
+
+def test_checkpoint_start_in_check_mode_writes_nothing(run_module, tmp_path):
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS))
+    before = (tmp_path / "runs" / "db_restore.json").read_text()
+    result = run_module(runbook_checkpoint.main, cp_args(tmp_path, action="start", step="verify", _ansible_check_mode=True))[0]
+    assert not result["written"] and result["retry"] is False
+    assert (tmp_path / "runs" / "db_restore.json").read_text() == before
+
+
 def test_checkpoint_abandon_and_secret_inputs(run_module, tmp_path):
     run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, inputs={"backup": "a"}))
     run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="verify"))

@@ -1,5 +1,7 @@
-"""The runbook framework on a live sandbox host: prod confirmation, lock refusal, SIGKILL at each
-declared step then re-run, and run records free of secrets."""
+"""The runbook framework's proofs against the scenario's sandbox host: prod confirmation, lock
+refusal, SIGKILL at each declared step (after its checkpoint, and between its effect and its
+checkpoint) then re-run, and run records free of secrets. The host is driven with podman exec;
+the self-test runbook runs with ansible-playbook as an operator would run it."""
 import json
 import os
 import signal
@@ -9,30 +11,44 @@ import time
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLAYBOOK = os.path.join(REPO, "tests", "integration", "playbooks", "framework_selftest.yml")
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(SCENARIO))
+PLAYBOOK = os.path.join(SCENARIO, "selftest.yml")
+INSTANCE = "nfamily-molecule-framework"
 STEPS = ["prepare", "stop_services", "replace_data", "start_services"]
 STATE = "/var/lib/nfamily-ops"
 EFFECTS = "/var/lib/selftest/effects.log"
 
 
+class Instance:
+    name = INSTANCE
+
+    def run(self, *argv):
+        return subprocess.run(["podman", "exec", "-i", self.name] + list(argv), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, check=False)
+
+    def sh(self, script):
+        return self.run("sh", "-c", script)
+
+
 @pytest.fixture
-def host(healthy, tmp_path):
-    healthy.sh("rm -rf %s /var/lib/selftest" % STATE)
+def host(tmp_path):
+    box = Instance()
+    box.sh("rm -rf %s /var/lib/selftest" % STATE)
     with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
         group_vars = yaml.safe_load(handle)
-    inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {healthy.name: {
+    inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {box.name: {
         "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    healthy.inventory = str(tmp_path / "hosts.yml")
-    healthy.reports = str(tmp_path / "reports")
-    yield healthy
-    healthy.sh("rm -rf %s /var/lib/selftest" % STATE)
+    box.inventory = str(tmp_path / "hosts.yml")
+    box.reports = str(tmp_path / "reports")
+    yield box
+    box.sh("rm -rf %s /var/lib/selftest" % STATE)
 
 
 def playbook(box, *extra, background=False):
     argv = ["ansible-playbook", "-i", box.inventory, PLAYBOOK, "-e", "selftest_report_dir=%s" % box.reports] + list(extra)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     if background:
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, text=True)
@@ -43,6 +59,11 @@ def playbook(box, *extra, background=False):
 def effects(box):
     proc = box.run("cat", EFFECTS)
     return [line.split()[0] for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+
+
+def checkpointed(box):
+    proc = box.run("cat", STATE + "/runs/selftest.json")
+    return sorted(json.loads(proc.stdout)["done"]) if proc.returncode == 0 else []
 
 
 def records(box):
@@ -84,7 +105,7 @@ def test_uninterrupted_run_then_second_run_starts_fresh(host):
 def test_concurrent_run_is_refused_naming_the_holder(host):
     first = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=prepare", background=True)
     try:
-        assert wait_for(lambda: effects(host) == ["prepare"] and "prepare" in host.run("cat", STATE + "/runs/selftest.json").stdout)
+        assert wait_for(lambda: effects(host) == ["prepare"] and checkpointed(host) == ["prepare"])
         second = playbook(host, "-e", "runbook_confirm=%s" % host.name)
         assert second.returncode == 2
         lock = json.loads(host.run("cat", STATE + "/locks/selftest.json").stdout)
@@ -95,20 +116,39 @@ def test_concurrent_run_is_refused_naming_the_holder(host):
         first.wait()
 
 
-@pytest.mark.parametrize("kill_after", STEPS[:-1])
-def test_sigkill_at_each_step_then_rerun_converges(host, kill_after):
+@pytest.mark.parametrize("kill_after", STEPS)
+def test_sigkill_after_a_checkpoint_then_rerun_converges(host, kill_after):
     run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=%s" % kill_after, background=True)
     done_upto = STEPS[:STEPS.index(kill_after) + 1]
-    assert wait_for(lambda: effects(host) == done_upto)
-    assert wait_for(lambda: all(s in host.run("cat", STATE + "/runs/selftest.json").stdout for s in done_upto))
+    assert wait_for(lambda: effects(host) == done_upto and checkpointed(host) == sorted(done_upto))
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    rerun = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+    assert_rerun_converges(host)
+
+
+@pytest.mark.parametrize("kill_in", STEPS)
+def test_sigkill_between_effect_and_checkpoint_then_rerun_converges(host, kill_in):
+    run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_before_record=%s" % kill_in, background=True)
+    done_before = STEPS[:STEPS.index(kill_in)]
+    assert wait_for(lambda: effects(host) == done_before + [kill_in] and checkpointed(host) == sorted(done_before)
+                    and host.sh("pgrep -f 'sleep 120'").returncode == 0)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    rerun = assert_rerun_converges(host)
+    assert "interrupted, to verify before redoing: %s;" % kill_in in " ".join(rerun.stdout.split())
+
+
+def assert_rerun_converges(box):
+    """The re-run takes over the dead run's lock, resumes, and ends where an uninterrupted run ends."""
+    box.sh("pkill -f 'sleep 120'")  # the killed controller's remote sleep, if still there
+    rerun = playbook(box, "-e", "runbook_confirm=%s" % box.name)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert "took over the selftest lock" in rerun.stdout and "resuming" in rerun.stdout
-    assert effects(host) == STEPS  # every step exactly once, in order
-    state = json.loads(host.run("cat", STATE + "/runs/selftest.json").stdout)
-    assert state["status"] == "finished" and len(state["runs"]) == 2
+    assert effects(box) == STEPS  # every step exactly once, in order
+    state = json.loads(box.run("cat", STATE + "/runs/selftest.json").stdout)
+    assert state["status"] == "finished" and len(state["runs"]) == 2 and sorted(state["done"]) == sorted(STEPS)
+    assert box.run("test", "-e", STATE + "/locks/selftest.json").returncode == 1
+    return rerun
 
 
 def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
