@@ -98,6 +98,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
 
@@ -122,16 +123,12 @@ def check_cascade(project_dir, env_name, require_keys, problems):
 def check_space(entries, problems):
     report = []
     for entry in entries:
-        path = entry["path"]
-        while not os.path.exists(path) and os.path.dirname(path) != path:
-            path = os.path.dirname(path)
-        stats = os.statvfs(path)
-        free = stats.f_bavail * stats.f_frsize
+        free = disk.free_bytes(entry["path"])
         ok = free >= entry["required_bytes"]
         report.append({"path": entry["path"], "free_bytes": free, "required_bytes": entry["required_bytes"], "ok": ok})
         if not ok:
-            problems.append("%s has %d MiB free, the runbook needs %d MiB; free space first" % (
-                entry["path"], free // 1048576, entry["required_bytes"] // 1048576))
+            problems.append("%s has %s free, the runbook needs %s; free space first" % (
+                entry["path"], disk.mib(free), disk.mib(entry["required_bytes"])))
     return report
 
 

@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
+
+"""The backup catalogue: a backup is a file with a manifest beside it (`<file>.manifest.json`),
+and only a verified backup has a manifest. Finding backups, checking a file against its manifest,
+and choosing what retention removes all live here, so backup and restore agree on them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import hashlib
+import json
+import os
+
+from ansible_collections.nfamily.ops.plugins.module_utils._runbook import write_json
+
+MANIFEST_SUFFIX = ".manifest.json"
+PARTIAL_PREFIX = "."
+PARTIAL_SUFFIX = ".partial"
+FORMAT = "pg_dump-custom"
+PRODUCER = "nfamily.ops.db_backup"
+
+
+class BackupError(Exception):
+    """A backup that cannot be found, read or trusted."""
+
+
+def manifest_path(backup_path):
+    return backup_path + MANIFEST_SUFFIX
+
+
+def partial_path(backup_path):
+    directory, name = os.path.split(backup_path)
+    return os.path.join(directory, PARTIAL_PREFIX + name + PARTIAL_SUFFIX)
+
+
+def read_manifest(path):
+    try:
+        with open(path) as handle:
+            manifest = json.load(handle)
+    except (IOError, OSError) as exc:
+        raise BackupError("cannot read the manifest %s: %s" % (path, exc))
+    except ValueError as exc:
+        raise BackupError("the manifest %s is not valid JSON (%s)" % (path, exc))
+    if not isinstance(manifest, dict) or manifest.get("producer") != PRODUCER or not manifest.get("sha256"):
+        raise BackupError("%s is not a manifest written by %s" % (path, PRODUCER))
+    manifest["path"] = os.path.join(os.path.dirname(path), manifest["file"])
+    manifest["manifest"] = path
+    return manifest
+
+
+def catalogue(directory):
+    """Manifests of the verified backups in directory, newest first."""
+    if not os.path.isdir(directory):
+        return []
+    entries = []
+    for name in os.listdir(directory):
+        if name.endswith(MANIFEST_SUFFIX):
+            try:
+                entries.append(read_manifest(os.path.join(directory, name)))
+            except BackupError:
+                continue  # not ours, or damaged: never a candidate for restore or retention
+    return sorted(entries, key=lambda m: (m.get("finished_at", ""), m["file"]), reverse=True)
+
+
+def resolve(source, directory):
+    """The manifest a restore source names: `latest`, a manifest path, or a backup file path."""
+    if source == "latest":
+        entries = catalogue(directory)
+        if not entries:
+            raise BackupError("there is no verified backup in %s (a backup has a %s beside it)" % (directory, MANIFEST_SUFFIX))
+        return entries[0]
+    path = source if os.path.isabs(source) else os.path.join(directory, source)
+    if path.endswith(MANIFEST_SUFFIX):
+        return read_manifest(path)
+    if not os.path.exists(path):
+        raise BackupError("the backup %s does not exist" % path)
+    if not os.path.exists(manifest_path(path)):
+        raise BackupError("%s has no manifest (%s), so it was not verified by db_backup and its checksum is unknown"
+                          % (path, os.path.basename(manifest_path(path))))
+    return read_manifest(manifest_path(path))
+
+
+def sha256_file(path):
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def check_file(manifest):
+    """Raise BackupError unless the backup file has the manifest's size and sha256."""
+    path = manifest["path"]
+    if not os.path.exists(path):
+        raise BackupError("the backup file %s named by %s is missing" % (path, manifest["manifest"]))
+    size = os.path.getsize(path)
+    if size != manifest["size"]:
+        raise BackupError("%s is %d bytes, its manifest says %d: the file is truncated or was replaced"
+                          % (path, size, manifest["size"]))
+    digest, _size = sha256_file(path)
+    if digest != manifest["sha256"]:
+        raise BackupError("the sha256 of %s does not match its manifest: the file is corrupted" % path)
+    return digest
+
+
+def parse_time(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def prune_plan(entries, keep_count, keep_days, now):
+    """Backups (newest-first manifests) that retention removes: those beyond the newest keep_count and
+    those older than keep_days (0 disables either rule). The newest backup is never removed."""
+    doomed = []
+    for index, entry in enumerate(entries):
+        if index == 0:
+            continue
+        too_many = keep_count > 0 and index >= keep_count
+        try:
+            too_old = keep_days > 0 and now - parse_time(entry["finished_at"]) > datetime.timedelta(days=keep_days)
+        except (KeyError, ValueError):
+            too_old = False
+        if too_many or too_old:
+            doomed.append(entry)
+    return doomed
+
+
+def stale_partials(directory, now, max_age_s):
+    """Partial files of killed backups: untouched for max_age_s seconds."""
+    if not os.path.isdir(directory):
+        return []
+    stale = []
+    for name in os.listdir(directory):
+        if name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX):
+            path = os.path.join(directory, name)
+            if now.timestamp() - os.path.getmtime(path) > max_age_s:
+                stale.append(path)
+    return sorted(stale)
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def isoformat(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_name(database, now):
+    return "%s_%s.dump" % (database, now.strftime("%Y%m%dT%H%M%SZ"))
+
+
+def check_name(name):
+    if not name or "/" in name or name.startswith(PARTIAL_PREFIX) or name.endswith((MANIFEST_SUFFIX, PARTIAL_SUFFIX)):
+        raise BackupError("backup name %r is not valid: a plain file name, not starting with '.', not ending in %s or %s"
+                          % (name, MANIFEST_SUFFIX, PARTIAL_SUFFIX))
+    return name
+
+
+def take_backup(pg, directory, name, key_tables, verify="toc", compress=None):
+    """Dump the database into directory/name through a partial file, verify it, then write its
+    manifest (the commit point: only a backup with a manifest exists for restore and retention)."""
+    path = os.path.join(directory, check_name(name))
+    if os.path.exists(path) or os.path.exists(manifest_path(path)):
+        raise BackupError("%s already exists; backups are never overwritten, choose another name" % path)
+    partial = partial_path(path)
+    started = utcnow()
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with pg.snapshot_session() as session:
+                server_version = session.query("SHOW server_version")[0][0]
+                migrations = pg.migration_state(session)
+                row_counts = pg.row_counts(key_tables, session)
+                digest, size = pg.dump(handle, snapshot=session.snapshot, compress=compress)
+            handle.flush()
+            os.fsync(handle.fileno())
+        toc = pg.archive_toc(partial)
+        missing = sorted(set(row_counts) - tables_with_data(toc))
+        if missing:
+            raise BackupError("the archive's table of contents has no data for %s; the dump is incomplete" % ", ".join(missing))
+        if verify == "full":
+            pg.archive_readable(partial)
+        os.rename(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
+    _fsync_dir(directory)
+    finished = utcnow()
+    manifest = {
+        "producer": PRODUCER, "format": FORMAT, "file": name, "sha256": digest, "size": size,
+        "database": pg.database, "server_version": server_version, "migrations": migrations,
+        "row_counts": row_counts, "toc_entries": len(toc), "verified": verify,
+        "started_at": isoformat(started), "finished_at": isoformat(finished),
+        "duration_s": int((finished - started).total_seconds()),
+    }
+    write_json(manifest_path(path), manifest)
+    manifest.update(path=path, manifest=manifest_path(path))
+    return manifest
+
+
+def tables_with_data(toc):
+    tables = set()
+    for line in toc:
+        parts = line.split()
+        # "<id>; <oid> <oid> TABLE DATA <schema> <name> <owner>"
+        if len(parts) >= 7 and parts[3:5] == ["TABLE", "DATA"]:
+            tables.add("%s.%s" % (parts[5], parts[6]))
+    return tables
+
+
+def remove_backup(entry):
+    """Manifest first: a crash in between leaves an unlisted file, never a listed backup without data."""
+    for path in (entry["manifest"], entry["path"]):
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

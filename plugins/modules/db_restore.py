@@ -1,0 +1,286 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: db_restore
+short_description: Restore an nself project's database from a verified backup, side by side, then swap
+version_added: 0.1.0
+description:
+  - Restores a backup taken by M(nfamily.ops.db_backup), found by its manifest. The file's size and sha256 are checked
+    against the manifest before anything changes.
+  - The backup is restored into a scratch database next to the live one, in parallel (C(pg_restore -j)), stopping at the
+    first SQL error. The scratch database's row counts and migration state must equal the manifest's. Only then are the
+    two databases swapped, in one transaction (C(ALTER DATABASE ... RENAME)); the live database is kept as
+    C(<db>_pre_restore_<time>) until O(keep_previous) newer ones exist. A failed restore never touches the live data.
+  - The restored database carries a marker (its comment names the backup's sha256). A re-run finds the marker and equal
+    row counts and changes nothing; a re-run after a kill drops an unfinished scratch database and restores again,
+    or swaps a finished one.
+  - This replaces C(nself db restore), which reads no stdin, ignores SQL errors, restores into the live database over
+    existing objects, and prompts in prod.
+  - Stop the services that write to the database first (M(nfamily.ops.nself_service)); remaining connections to the
+    live database are terminated at the swap.
+extends_documentation_fragment:
+  - nfamily.ops.nself
+  - nfamily.ops.postgres
+  - nfamily.ops.attributes
+  - nfamily.ops.attributes.nself_group
+attributes:
+  check_mode:
+    support: full
+    details: Verifies the backup, checks space and reports whether a restore would happen; changes nothing.
+  diff_mode:
+    support: none
+options:
+  source:
+    description:
+      - The backup to restore. V(latest) is the newest verified backup in O(backups_dir); otherwise a backup file or its
+        C(.manifest.json), absolute or relative to O(backups_dir).
+    type: str
+    required: true
+  backups_dir:
+    description: Directory of the backups. Defaults to the project's C(backups/) directory.
+    type: path
+  state:
+    description: V(restored) restores; V(verified) only checks the backup against its manifest and changes nothing.
+    type: str
+    choices: [restored, verified]
+    default: restored
+  jobs:
+    description: Parallel jobs of C(pg_restore). Defaults to the number of CPUs of the host.
+    type: int
+  container_tmp:
+    description: Directory inside the postgres container where the archive is copied for the parallel restore.
+    type: str
+    default: /tmp
+  keep_previous:
+    description: How many databases replaced by earlier restores (C(<db>_pre_restore_*)) to keep; older ones are dropped.
+    type: int
+    default: 1
+author:
+  - nfamily.ops maintainers (@nfamily)
+"""
+
+EXAMPLES = r"""
+- name: Check the newest backup without changing anything
+  nfamily.ops.db_restore:
+    project_dir: /opt/nself-family/backend
+    source: latest
+    state: verified
+
+- name: Restore a named backup
+  nfamily.ops.db_restore:
+    project_dir: /opt/nself-family/backend
+    source: nself_family_20261127T020000Z.dump
+"""
+
+RETURN = r"""
+backup:
+  description: The manifest of the backup restored (or verified).
+  returned: always
+  type: dict
+restored:
+  description: Whether the database was replaced in this run.
+  returned: always
+  type: bool
+previous_database:
+  description: Name under which the replaced live database is kept.
+  returned: when the database was replaced
+  type: str
+row_counts:
+  description: Row counts of the manifest's key tables in the live database after the run.
+  returned: when O(state=restored)
+  type: dict
+dropped_previous:
+  description: Databases of earlier restores dropped by O(keep_previous).
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: The commands run (argv lists).
+  returned: always
+  type: list
+  elements: list
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
+from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
+from ansible_collections.nfamily.ops.plugins.module_utils._pg import (
+    PostgresError,
+    pg_argument_spec,
+    project_database,
+    quote_ident,
+    quote_literal,
+)
+
+MAINTENANCE_DB = "postgres"
+RESTORED_MARK = "nfamily.ops restored "
+SCRATCH_DONE_MARK = "nfamily.ops scratch complete "
+RESTORE_SETTINGS = "-c maintenance_work_mem=256MB -c synchronous_commit=off"
+
+
+def scratch_name(database, sha256):
+    return "%s_restore_%s" % (database[:40], sha256[:12])
+
+
+def previous_name(database, now):
+    return "%s_pre_restore_%s" % (database[:40], now.strftime("%Y%m%d%H%M%S"))
+
+
+def database_comment(admin, name):
+    return admin.value("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s" % quote_literal(name))
+
+
+def database_exists(admin, name):
+    return admin.value("SELECT count(*) FROM pg_database WHERE datname = %s" % quote_literal(name)) == "1"
+
+
+def counts_match(pg, manifest):
+    counts = pg.row_counts(sorted(manifest["row_counts"]))
+    return counts == manifest["row_counts"], counts
+
+
+def drop_database(admin, name):
+    admin.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quote_ident(name))
+
+
+def check_space(pg, admin, manifest):
+    """The scratch database needs about the live database's size, plus the archive copied into the container."""
+    needed = pg.database_size() + manifest["size"]
+    free = pg.data_free_bytes()
+    if free < needed:
+        raise bk.BackupError("the database volume has %s free; restoring side by side needs about %s (the live "
+                             "database's size plus the archive). Free space, or drop old %s_pre_restore_* databases"
+                             % (disk.mib(free), disk.mib(needed), pg.database))
+
+
+def restore_into_scratch(pg, admin, manifest, scratch, jobs, container_tmp):
+    """Create the scratch database and pg_restore the archive into it, stopping at the first error."""
+    drop_database(admin, scratch)  # an unfinished one from a killed run
+    encoding, collate, ctype = admin.query(
+        "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = %s"
+        % quote_literal(pg.database))[0]
+    admin.query("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
+        quote_ident(scratch), quote_ident(pg.user), quote_literal(encoding), quote_literal(collate), quote_literal(ctype)))
+    archive = "%s/nfamily-restore-%s.dump" % (container_tmp.rstrip("/"), manifest["sha256"][:12])
+    pg.feed(["sh", "-c", 'umask 077 && cat > "$1"', "sh", archive], manifest["path"])
+    try:
+        pg.run(["env", "PGOPTIONS=%s" % RESTORE_SETTINGS, "pg_restore", "-U", pg.user, "-d", scratch,
+                "--jobs=%d" % jobs, "--exit-on-error", archive])
+    finally:
+        pg.run(["rm", "-f", archive])
+
+
+def swap(admin, live, scratch, previous, sha256, now):
+    """Rename live → previous and scratch → live in one transaction, marking the new live database."""
+    admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()"
+        % (quote_literal(live), quote_literal(scratch)),
+        "BEGIN; ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s; COMMENT ON DATABASE %s IS %s; COMMIT"
+        % (quote_ident(live), quote_ident(previous), quote_ident(scratch), quote_ident(live), quote_ident(live),
+           quote_literal(RESTORED_MARK + sha256 + " at " + bk.isoformat(now))))
+
+
+def prune_previous(admin, database, keep):
+    pattern = "^%s_pre_restore_[0-9]{14}$" % re.escape(database[:40])
+    names = [row[0] for row in admin.query("SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY datname DESC"
+                                           % quote_literal(pattern))]
+    doomed = names[keep:]
+    for name in doomed:
+        drop_database(admin, name)
+    return doomed
+
+
+def restore(module, pg, manifest):
+    """Returns the result keys of a restore run (check mode: the prediction)."""
+    admin = pg.on(MAINTENANCE_DB)
+    comment = database_comment(admin, pg.database) or ""
+    if comment.startswith(RESTORED_MARK + manifest["sha256"]):
+        same, counts = counts_match(pg, manifest)
+        if same:
+            return dict(changed=False, restored=False, row_counts=counts, dropped_previous=[],
+                        msg="the live database is already this backup (marker and row counts match)")
+    scratch = scratch_name(pg.database, manifest["sha256"])
+    scratch_ready = database_exists(admin, scratch) and \
+        (database_comment(admin, scratch) or "") == SCRATCH_DONE_MARK + manifest["sha256"]
+    if not scratch_ready:
+        check_space(pg, admin, manifest)
+    if module.check_mode:
+        return dict(changed=True, restored=False, row_counts={}, dropped_previous=[],
+                    msg="would restore %s into %s and swap it in" % (manifest["file"], pg.database))
+    if not scratch_ready:
+        jobs = module.params["jobs"] or os.cpu_count() or 1
+        restore_into_scratch(pg, admin, manifest, scratch, jobs, module.params["container_tmp"])
+        same, counts = counts_match(pg.on(scratch), manifest)
+        migrations = pg.on(scratch).migration_state()
+        if not same or migrations != manifest["migrations"]:
+            drop_database(admin, scratch)
+            raise bk.BackupError("the restored data does not match the manifest (row counts %s, manifest %s; migrations "
+                                 "%s, manifest %s); the live database was not touched"
+                                 % (counts, manifest["row_counts"], migrations, manifest["migrations"]))
+        admin.query("COMMENT ON DATABASE %s IS %s" % (quote_ident(scratch), quote_literal(SCRATCH_DONE_MARK + manifest["sha256"])))
+    now = bk.utcnow()
+    previous = previous_name(pg.database, now)
+    swap(admin, pg.database, scratch, previous, manifest["sha256"], now)
+    same, counts = counts_match(pg, manifest)
+    if not same:
+        raise bk.BackupError("after the swap the live row counts %s differ from the manifest's %s; the replaced database "
+                             "is kept as %s" % (counts, manifest["row_counts"], previous))
+    dropped = prune_previous(admin, pg.database, module.params["keep_previous"])
+    return dict(changed=True, restored=True, previous_database=previous, row_counts=counts, dropped_previous=dropped,
+                msg="restored %s into %s; the replaced database is kept as %s" % (manifest["file"], pg.database, previous))
+
+
+def main():
+    argument_spec = nself_argument_spec()
+    argument_spec.update(pg_argument_spec())
+    argument_spec.update(
+        source=dict(type="str", required=True),
+        backups_dir=dict(type="path"),
+        state=dict(type="str", choices=["restored", "verified"], default="restored"),
+        jobs=dict(type="int"),
+        container_tmp=dict(type="str", default="/tmp"),
+        keep_previous=dict(type="int", default=1),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    if not os.path.isdir(params["project_dir"]):
+        module.fail_json(msg="project_dir %s does not exist; set it to the nself project" % params["project_dir"])
+    if params["jobs"] is not None and params["jobs"] < 1:
+        module.fail_json(msg="jobs must be 1 or more")
+    if params["keep_previous"] < 0:
+        module.fail_json(msg="keep_previous must be 0 or more")
+    if not params["container_tmp"].startswith("/") or not re.match(r"^[A-Za-z0-9_./-]+$", params["container_tmp"]):
+        module.fail_json(msg="container_tmp must be an absolute path of letters, digits, '.', '_', '-' and '/'")
+    backups_dir = params["backups_dir"] or os.path.join(params["project_dir"], "backups")
+    pg = None
+    try:
+        manifest = bk.resolve(params["source"], backups_dir)
+        bk.check_file(manifest)
+        if params["state"] == "verified":
+            module.exit_json(changed=False, restored=False, backup=manifest, dropped_previous=[], commands=[],
+                             msg="%s matches its manifest" % manifest["path"])
+        pg = project_database(module)
+        if manifest["database"] != pg.database:
+            raise bk.BackupError("%s is a backup of database %s, not of %s; restore it into that project"
+                                 % (manifest["file"], manifest["database"], pg.database))
+        result = restore(module, pg, manifest)
+    except (bk.BackupError, PostgresError) as exc:
+        module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
+    module.exit_json(backup=manifest, commands=pg.commands, **result)
+
+
+if __name__ == "__main__":
+    main()

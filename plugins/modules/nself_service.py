@@ -1,0 +1,198 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: nself_service
+short_description: Start, stop, restart or rebuild nself services and wait until they really are so
+version_added: 0.1.0
+description:
+  - Brings named services of an nself project, or all of them, to a state and waits until C(nself status --json) shows
+    it. nself's exit codes are never trusted (nself 0.9.9 exits 0 when a per-service stop or restart fails, 127 after
+    a successful full restart, and 0 when C(start) missed its health threshold); the observed status decides.
+  - V(started) starts only what is not up. For named services it uses C(nself restart <svc>) (nself has no per-service
+    start; restart falls back to creating the container), and C(nself start) only when nothing of the project runs,
+    because C(nself start) takes the whole stack down first when any container has exited.
+  - V(stopped) stops only what runs. Without O(services) it runs C(nself stop), which removes the containers.
+  - V(restarted) always restarts. Without O(services) it runs C(nself stop) then C(nself start), as nself's own docs
+    recommend instead of the broken C(nself restart --all).
+  - V(rebuilt) runs C(nself build), checks that C(docker-compose.yml) was rewritten (nself 0.9.9 exits 0 when it was
+    not), then restarts the services as V(restarted) does.
+extends_documentation_fragment:
+  - nfamily.ops.nself
+  - nfamily.ops.attributes
+  - nfamily.ops.attributes.nself_group
+attributes:
+  check_mode:
+    support: full
+    details: Reads the status and reports which services would be started, stopped or restarted; runs nothing else.
+  diff_mode:
+    support: none
+options:
+  services:
+    description: Services to act on, as named in C(docker-compose.yml). Empty means every service of the project.
+    type: list
+    elements: str
+    default: []
+  state:
+    description: The state to reach.
+    type: str
+    choices: [started, stopped, restarted, rebuilt]
+    required: true
+  timeout:
+    description: Seconds to wait for the services to reach the state.
+    type: int
+    default: 300
+  wait_healthy:
+    description: With V(started), V(restarted) and V(rebuilt), wait until the services are C(healthy), not only running.
+    type: bool
+    default: true
+author:
+  - nfamily.ops maintainers (@nfamily)
+"""
+
+EXAMPLES = r"""
+- name: Stop the services that use the database
+  nfamily.ops.nself_service:
+    project_dir: /opt/nself-family/backend
+    services: [hasura, auth, api, scheduler]
+    state: stopped
+
+- name: Start them again and wait until healthy
+  nfamily.ops.nself_service:
+    project_dir: /opt/nself-family/backend
+    services: [hasura, auth, api, scheduler]
+    state: started
+    timeout: 300
+"""
+
+RETURN = r"""
+services:
+  description: The observed status of each targeted service after the action.
+  returned: always
+  type: dict
+  sample: {"auth": "healthy", "api": "healthy"}
+acted_on:
+  description: The services the module started, stopped or restarted (or would, in check mode).
+  returned: always
+  type: list
+  elements: str
+waited_s:
+  description: Seconds spent waiting for the state.
+  returned: always
+  type: int
+commands:
+  description: Every nself command the module ran, with its exit code.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
+
+UP = ("healthy",)
+RUNNING = ("healthy", "starting", "unhealthy", "restarting")
+DOWN = ("stopped", "exited", "created", "dead")
+POLL_S = 2
+
+
+def observe(cli, targets):
+    """{service: status} for the targets (every service when targets is empty); unknown names fail."""
+    _document, services = cli.status()
+    statuses = dict((s.get("name"), s.get("status")) for s in services)
+    unknown = [t for t in targets if t not in statuses]
+    if unknown:
+        raise NselfError("%s not services of this project (known: %s); check the names"
+                         % (", ".join(unknown), ", ".join(sorted(statuses))))
+    return dict((name, statuses[name]) for name in (targets or statuses))
+
+
+def wait_for(cli, targets, wanted, timeout):
+    """Poll until every target's status is in wanted. Returns (statuses, seconds waited)."""
+    started = time.time()
+    while True:
+        statuses = observe(cli, targets)
+        if all(status in wanted for status in statuses.values()):
+            return statuses, int(time.time() - started)
+        if time.time() - started >= timeout:
+            late = dict((n, s) for n, s in statuses.items() if s not in wanted)
+            raise NselfError("after %d s these services are not %s: %s. Look at `nself logs <service>` and "
+                             "`nself doctor`" % (timeout, "/".join(wanted), ", ".join("%s=%s" % i for i in sorted(late.items()))))
+        time.sleep(POLL_S)
+
+
+def plan(state, targets, statuses, wait_healthy):
+    """(services to act on, nself argv lists) that bring statuses to state."""
+    ready = UP if wait_healthy else RUNNING
+    if state == "stopped":
+        acting = [n for n, s in statuses.items() if s not in DOWN]
+        if not acting:
+            return [], []
+        return acting, [["stop"] + (acting if targets else [])]
+    if state == "started":
+        acting = [n for n, s in statuses.items() if s not in ready and s not in ("starting", "restarting")]
+        if not acting:
+            return [], []
+        if all(s in DOWN for s in statuses.values()) and not targets:
+            return acting, [["start"]]
+        return acting, [["restart"] + acting]
+    acting = list(statuses)
+    build = [["build"]] if state == "rebuilt" else []
+    if targets:
+        return acting, build + [["restart"] + acting]
+    return acting, build + [["stop"], ["start"]]
+
+
+def run_build(cli, project_dir):
+    compose = os.path.join(project_dir, "docker-compose.yml")
+    before = os.path.getmtime(compose) if os.path.exists(compose) else 0
+    result = cli.run(["build"])
+    after = os.path.getmtime(compose) if os.path.exists(compose) else 0
+    if result.rc != 0 or after <= before:
+        raise NselfError("`nself build` did not rewrite docker-compose.yml (rc %d): %s. Run `nself build` by hand "
+                         "to see why" % (result.rc, (result.stderr or result.stdout)[-400:]))
+
+
+def main():
+    argument_spec = nself_argument_spec()
+    argument_spec.update(
+        services=dict(type="list", elements="str", default=[]),
+        state=dict(type="str", required=True, choices=["started", "stopped", "restarted", "rebuilt"]),
+        timeout=dict(type="int", default=300),
+        wait_healthy=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    cli = None
+    try:
+        cli = NselfCLI(module, params["project_dir"], params["nself_bin"], params["environment"])
+        targets = list(dict.fromkeys(params["services"]))
+        statuses = observe(cli, targets)
+        acting, commands = plan(params["state"], targets, statuses, params["wait_healthy"])
+        if module.check_mode or not commands:
+            module.exit_json(changed=bool(acting), services=statuses, acted_on=acting, waited_s=0, commands=cli.commands)
+        for argv in commands:
+            if argv == ["build"]:
+                run_build(cli, params["project_dir"])
+            else:
+                cli.run(argv)  # the exit code says nothing reliable; the status below does
+        wanted = DOWN if params["state"] == "stopped" else (UP if params["wait_healthy"] else RUNNING)
+        statuses, waited = wait_for(cli, targets, wanted, params["timeout"])
+    except NselfError as exc:
+        module.fail_json(msg=str(exc), commands=cli.commands if cli else [])
+    module.exit_json(changed=True, services=statuses, acted_on=acting, waited_s=waited, commands=cli.commands)
+
+
+if __name__ == "__main__":
+    main()
