@@ -224,18 +224,20 @@ class PostgresContainer(object):
 
     def feed(self, tool, source_path):
         """Stream a file into a tool's stdin in the container; returns (stdout text, stderr text)."""
+        with open(source_path, "rb") as source:
+            return self._feed(tool, iter(lambda: source.read(CHUNK), b""))
+
+    def feed_bytes(self, tool, data):
+        """Give a tool in the container data on stdin; returns (stdout text, stderr text)."""
+        return self._feed(tool, [data])
+
+    def _feed(self, tool, chunks):
         proc = self._popen(self.argv(tool, interactive=True), subprocess.PIPE, subprocess.PIPE)
-        out_chunks = []
-        reader = _Drain(proc.stdout, out_chunks)
-        err_chunks = []
-        err_reader = _Drain(proc.stderr, err_chunks)
+        out_chunks, err_chunks = [], []
+        readers = [_Drain(proc.stdout, out_chunks), _Drain(proc.stderr, err_chunks)]
         try:
-            with open(source_path, "rb") as source:
-                while True:
-                    chunk = source.read(CHUNK)
-                    if not chunk:
-                        break
-                    proc.stdin.write(chunk)
+            for chunk in chunks:
+                proc.stdin.write(chunk)
         except (IOError, OSError):
             pass  # the tool stopped reading (it failed): its exit code and stderr say why
         finally:
@@ -244,8 +246,8 @@ class PostgresContainer(object):
             except (IOError, OSError):
                 pass
             proc.wait()
-            reader.join()
-            err_reader.join()
+            for reader in readers:
+                reader.join()
         out = b"".join(out_chunks).decode("utf-8", "replace")
         err = b"".join(err_chunks).decode("utf-8", "replace")
         if proc.returncode != 0:

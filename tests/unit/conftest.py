@@ -14,7 +14,9 @@ class ModuleExit(Exception):
 
 
 class FakeNself:
-    """Stands in for AnsibleModule.run_command: answers by argv, records every call."""
+    """Stands in for AnsibleModule.run_command: answers by argv, records every call. An answer is
+    (rc, stdout, stderr), a list of them given out in turn (the last one repeats), or a callable
+    returning one (for side effects)."""
 
     def __init__(self, answers):
         self.answers = answers
@@ -25,7 +27,10 @@ class FakeNself:
         key = " ".join(cmd[1:])
         if key not in self.answers:
             raise AssertionError("unexpected nself call: %s" % key)
-        return self.answers[key]
+        answer = self.answers[key]
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        return answer() if callable(answer) else answer
 
 
 @pytest.fixture

@@ -5,55 +5,29 @@ the self-test runbook runs with ansible-playbook as an operator would run it."""
 import json
 import os
 import signal
-import subprocess
-import time
+import sys
 
 import pytest
-import yaml
 
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO = os.path.dirname(os.path.dirname(SCENARIO))
+sys.path.insert(0, os.path.join(os.path.dirname(SCENARIO), "_shared"))
+from runbook_host import STATE, Instance, wait_for  # noqa: E402
+
 PLAYBOOK = os.path.join(SCENARIO, "selftest.yml")
-INSTANCE = "nfamily-molecule-framework"
 STEPS = ["prepare", "stop_services", "replace_data", "start_services"]
-STATE = "/var/lib/nfamily-ops"
 EFFECTS = "/var/lib/selftest/effects.log"
-
-
-class Instance:
-    name = INSTANCE
-
-    def run(self, *argv):
-        return subprocess.run(["podman", "exec", "-i", self.name] + list(argv), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, check=False)
-
-    def sh(self, script):
-        return self.run("sh", "-c", script)
 
 
 @pytest.fixture
 def host(tmp_path):
-    box = Instance()
+    box = Instance("nfamily-molecule-framework", tmp_path)
     box.sh("rm -rf %s /var/lib/selftest" % STATE)
-    with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
-        group_vars = yaml.safe_load(handle)
-    inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {box.name: {
-        "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    box.inventory = str(tmp_path / "hosts.yml")
-    box.reports = str(tmp_path / "reports")
     yield box
     box.sh("rm -rf %s /var/lib/selftest" % STATE)
 
 
 def playbook(box, *extra, background=False):
-    argv = ["ansible-playbook", "-i", box.inventory, PLAYBOOK, "-e", "selftest_report_dir=%s" % box.reports] + list(extra)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    if background:
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, text=True)
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          stdin=subprocess.DEVNULL, check=False)
+    return box.playbook(PLAYBOOK, "-e", "selftest_report_dir=%s" % box.reports, *extra, background=background)
 
 
 def effects(box):
@@ -64,23 +38,6 @@ def effects(box):
 def checkpointed(box):
     proc = box.run("cat", STATE + "/runs/selftest.json")
     return sorted(json.loads(proc.stdout)["done"]) if proc.returncode == 0 else []
-
-
-def records(box):
-    proc = box.run("cat", STATE + "/runs.jsonl")
-    return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
-
-
-def wait_for(predicate, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
-CONFIRM = ("-e", "runbook_confirm=%s")
 
 
 def test_prod_without_confirmation_changes_nothing(host):
@@ -168,7 +125,7 @@ def test_run_log_has_one_record_per_run_and_no_secret(host):
     playbook(host)  # refused: prod without confirmation
     playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_token=s3cr3t-T0KEN")
     log = host.run("cat", STATE + "/runs.jsonl").stdout
-    entries = records(host)
+    entries = host.records()
     assert [e["result"] for e in entries] == ["failed", "success"]
     assert entries[1]["changed_steps"] == STEPS and entries[1]["who"]["user"]
     assert "s3cr3t-T0KEN" not in log and "tok-should-never-be-logged" not in log

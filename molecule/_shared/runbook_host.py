@@ -1,0 +1,78 @@
+"""What the Molecule test suites share: the scenario's sandbox instance driven with podman exec,
+an inventory that puts it in the prod group with the sandbox group_vars, and ansible-playbook
+runs of the collection's playbooks as an operator would start them."""
+import json
+import os
+import subprocess
+import time
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROJECT = "/opt/nself-family/backend"
+STATE = "/var/lib/nfamily-ops"
+
+
+class Instance:
+    def __init__(self, name, workdir):
+        self.name = name
+        self.reports = os.path.join(str(workdir), "reports")
+        with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
+            group_vars = yaml.safe_load(handle)
+        inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: {
+            "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
+        self.inventory = os.path.join(str(workdir), "hosts.yml")
+        with open(self.inventory, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(inventory, handle)
+
+    def run(self, *argv, workdir=None):
+        cmd = ["podman", "exec", "-i"] + (["-w", workdir] if workdir else []) + [self.name] + list(argv)
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, check=False)
+
+    def sh(self, script):
+        return self.run("sh", "-c", script)
+
+    def nself(self, *argv):
+        return self.run("nself", *argv, workdir=PROJECT)
+
+    def psql(self, sql, database="nself_family"):
+        proc = self.run("psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql", "-U", "postgres",
+                        "-d", database, "-c", sql)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    def statuses(self):
+        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout)["services"]}
+
+    def read_json(self, path):
+        proc = self.run("cat", path)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    def records(self):
+        proc = self.run("cat", STATE + "/runs.jsonl")
+        return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+
+    def playbook(self, playbook, *extra, background=False):
+        path = playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)
+        argv = ["ansible-playbook", "-i", self.inventory, path, "-e", "runbook_report_dir=%s" % self.reports] + list(extra)
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        if background:
+            return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True, text=True)
+        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              stdin=subprocess.DEVNULL, check=False)
+
+
+def wait_for(predicate, timeout=90, interval=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def recap(output):
+    """{'ok': n, 'changed': n, 'failed': n, ...} of the last PLAY RECAP line."""
+    line = [l for l in output.splitlines() if " : ok=" in l][-1]
+    return {k: int(v) for k, v in (item.split("=") for item in line.split(":", 1)[1].split())}

@@ -1,0 +1,104 @@
+import datetime
+import hashlib
+import json
+import os
+
+import pytest
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
+
+NOW = datetime.datetime(2026, 11, 27, 2, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def write_backup(directory, name, content=b"PGDMP-data", finished_at="2026-11-27T01:00:00Z", producer=bk.PRODUCER):
+    path = directory / name
+    path.write_bytes(content)
+    manifest = {"producer": producer, "file": name, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content),
+                "finished_at": finished_at, "database": "nself_family", "row_counts": {}}
+    (directory / (name + bk.MANIFEST_SUFFIX)).write_text(json.dumps(manifest))
+    return str(path)
+
+
+def entry(name, finished_at):
+    return {"file": name, "finished_at": finished_at}
+
+
+def test_prune_keeps_the_newest_count():
+    entries = [entry("c", "2026-11-27T01:00:00Z"), entry("b", "2026-11-26T01:00:00Z"), entry("a", "2026-11-25T01:00:00Z")]
+    assert [e["file"] for e in bk.prune_plan(entries, 2, 0, NOW)] == ["a"]
+
+
+def test_prune_by_age_never_removes_the_newest():
+    entries = [entry("old2", "2026-01-02T00:00:00Z"), entry("old1", "2026-01-01T00:00:00Z")]
+    assert [e["file"] for e in bk.prune_plan(entries, 0, 7, NOW)] == ["old1"]
+
+
+def test_prune_disabled_keeps_everything():
+    entries = [entry("b", "2026-01-02T00:00:00Z"), entry("a", "2026-01-01T00:00:00Z")]
+    assert bk.prune_plan(entries, 0, 0, NOW) == []
+
+
+def test_catalogue_lists_only_own_manifests_newest_first(tmp_path):
+    write_backup(tmp_path, "a.dump", finished_at="2026-11-25T00:00:00Z")
+    write_backup(tmp_path, "b.dump", finished_at="2026-11-26T00:00:00Z")
+    write_backup(tmp_path, "foreign.dump", producer="someone-else")
+    (tmp_path / "broken.dump.manifest.json").write_text("{not json")
+    (tmp_path / "nself_db_backup.sql").write_text("-- plain")
+    assert [m["file"] for m in bk.catalogue(str(tmp_path))] == ["b.dump", "a.dump"]
+
+
+def test_resolve_latest_path_and_manifest(tmp_path):
+    path = write_backup(tmp_path, "a.dump")
+    assert bk.resolve("latest", str(tmp_path))["path"] == path
+    assert bk.resolve("a.dump", str(tmp_path))["path"] == path
+    assert bk.resolve(path + bk.MANIFEST_SUFFIX, "/elsewhere")["path"] == path
+
+
+def test_resolve_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(bk.BackupError, match="no verified backup"):
+        bk.resolve("latest", str(tmp_path))
+    with pytest.raises(bk.BackupError, match="does not exist"):
+        bk.resolve("missing.dump", str(tmp_path))
+    (tmp_path / "plain.sql").write_text("-- no manifest")
+    with pytest.raises(bk.BackupError, match="has no manifest"):
+        bk.resolve("plain.sql", str(tmp_path))
+
+
+def test_check_file_detects_truncation_and_corruption(tmp_path):
+    path = write_backup(tmp_path, "a.dump", content=b"0123456789" * 100)
+    manifest = bk.resolve("a.dump", str(tmp_path))
+    assert bk.check_file(manifest) == manifest["sha256"]
+    with open(path, "r+b") as handle:
+        handle.seek(10)
+        handle.write(b"X")
+    with pytest.raises(bk.BackupError, match="corrupted"):
+        bk.check_file(manifest)
+    with open(path, "r+b") as handle:
+        handle.truncate(500)
+    with pytest.raises(bk.BackupError, match="truncated"):
+        bk.check_file(manifest)
+    os.unlink(path)
+    with pytest.raises(bk.BackupError, match="missing"):
+        bk.check_file(manifest)
+
+
+@pytest.mark.parametrize("name", ["", "../x.dump", ".hidden", "a.dump.manifest.json", "a.partial"])
+def test_bad_names_are_refused(name):
+    with pytest.raises(bk.BackupError, match="not valid"):
+        bk.check_name(name)
+
+
+def test_stale_partials_by_age(tmp_path):
+    old = tmp_path / ".a.dump.partial"
+    old.write_bytes(b"x")
+    os.utime(str(old), (NOW.timestamp() - 7200, NOW.timestamp() - 7200))
+    fresh = tmp_path / ".b.dump.partial"
+    fresh.write_bytes(b"x")
+    os.utime(str(fresh), (NOW.timestamp() - 60, NOW.timestamp() - 60))
+    assert bk.stale_partials(str(tmp_path), NOW, 3600) == [str(old)]
+
+
+def test_tables_with_data_reads_pg_restore_listing():
+    toc = ["3401; 0 16390 TABLE DATA public users postgres", "3402; 0 16400 TABLE DATA auth sessions postgres",
+           "215; 1259 16390 TABLE public users postgres", "3200; 2606 16500 CONSTRAINT public users users_pkey postgres"]
+    assert bk.tables_with_data(toc) == {"public.users", "auth.sessions"}

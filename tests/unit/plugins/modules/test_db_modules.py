@@ -1,0 +1,40 @@
+"""Argument checks of the database modules: bad input fails before anything runs."""
+from ansible_collections.nfamily.ops.plugins.modules import db_backup, db_migration, db_restore
+
+
+def project(tmp_path):
+    (tmp_path / ".env").write_text("ENV=prod\nPOSTGRES_DB=nself_family\n")
+    (tmp_path / "backups").mkdir(exist_ok=True)
+    return str(tmp_path)
+
+
+def test_restore_of_a_missing_backup_runs_nothing(run_module, tmp_path):
+    result, calls = run_module(db_restore.main, {"project_dir": project(tmp_path), "source": "nope.dump"})
+    assert result["failed"] and "does not exist" in result["msg"] and calls == []
+
+
+def test_restore_verified_state_checks_only_the_file(run_module, tmp_path):
+    result, calls = run_module(db_restore.main, {"project_dir": project(tmp_path), "source": "latest", "state": "verified"})
+    assert result["failed"] and "no verified backup" in result["msg"] and calls == []
+
+
+def test_restore_refuses_a_container_tmp_that_is_not_a_plain_path(run_module, tmp_path):
+    result, calls = run_module(db_restore.main, {"project_dir": project(tmp_path), "source": "latest", "container_tmp": "/tmp/$(x)"})
+    assert result["failed"] and "container_tmp" in result["msg"] and calls == []
+
+
+def test_backup_refuses_bad_retention_and_compression(run_module, tmp_path):
+    result, calls = run_module(db_backup.main, {"project_dir": project(tmp_path), "keep_count": -1})
+    assert result["failed"] and "keep_count" in result["msg"] and calls == []
+    result, calls = run_module(db_backup.main, {"project_dir": project(tmp_path), "compress": 12})
+    assert result["failed"] and "compress" in result["msg"] and calls == []
+
+
+def test_migration_refuses_a_non_numeric_version(run_module, tmp_path):
+    result, calls = run_module(db_migration.main, {"project_dir": project(tmp_path), "version": "ten"})
+    assert result["failed"] and "not a number" in result["msg"] and calls == []
+
+
+def test_transaction_control_detection():
+    assert db_migration.TRANSACTION_CONTROL_RE.search("BEGIN;\nDROP TABLE x;\nCOMMIT;\n")
+    assert not db_migration.TRANSACTION_CONTROL_RE.search("DROP TABLE IF EXISTS begin_dates;\n-- commit later\n")

@@ -1,0 +1,113 @@
+import os
+
+import pytest
+
+from ansible_collections.nfamily.ops.plugins.modules import nself_service
+
+from ...conftest import status_json
+
+ALL = ["postgres", "hasura", "auth", "api"]
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch):
+    monkeypatch.setattr(nself_service.time, "sleep", lambda s: None)
+
+
+def project(tmp_path):
+    (tmp_path / ".env").write_text("ENV=prod\n")
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    return str(tmp_path)
+
+
+def status(**overrides):
+    return (0, status_json(*[(n, overrides.get(n, "healthy")) for n in ALL]), "")
+
+
+def commands(calls):
+    return [" ".join(c["cmd"][1:]) for c in calls if c["cmd"][1] != "status"]
+
+
+def test_stops_only_running_services_and_confirms(run_module, tmp_path):
+    answers = {"status --json": [status(api="exited"), status(api="exited", auth="exited")],
+               "stop auth": (0, "", "")}
+    args = {"project_dir": project(tmp_path), "services": ["auth", "api"], "state": "stopped"}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["changed"] and result["acted_on"] == ["auth"]
+    assert commands(calls) == ["stop auth"]
+    assert result["services"] == {"auth": "exited", "api": "exited"}
+
+
+def test_already_stopped_is_no_change(run_module, tmp_path):
+    args = {"project_dir": project(tmp_path), "services": ["api"], "state": "stopped"}
+    result, calls = run_module(nself_service.main, args, {"status --json": status(api="stopped")})
+    assert not result["changed"] and commands(calls) == []
+
+
+def test_starts_one_service_with_restart_and_waits_for_healthy(run_module, tmp_path):
+    answers = {"status --json": [status(api="exited"), status(api="starting"), status()],
+               "restart api": (0, "", "")}
+    args = {"project_dir": project(tmp_path), "services": ["auth", "api"], "state": "started"}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["changed"] and commands(calls) == ["restart api"]
+    assert result["services"] == {"auth": "healthy", "api": "healthy"}
+
+
+def test_starts_everything_with_start_when_nothing_runs(run_module, tmp_path):
+    down = dict((n, "stopped") for n in ALL)
+    answers = {"status --json": [status(**down), status()], "start": (0, "✓ All services started successfully", "")}
+    result, calls = run_module(nself_service.main, {"project_dir": project(tmp_path), "state": "started"}, answers)
+    assert result["changed"] and commands(calls) == ["start"]
+
+
+def test_exit_code_127_of_a_working_restart_is_not_a_failure(run_module, tmp_path):
+    answers = {"status --json": [status(), status(api="starting"), status()], "restart api": (127, "", "cmd_start: command not found")}
+    args = {"project_dir": project(tmp_path), "services": ["api"], "state": "restarted"}
+    result = run_module(nself_service.main, args, answers)[0]
+    assert result["changed"] and not result["failed"]
+
+
+def test_a_service_that_does_not_come_back_fails_naming_it(run_module, tmp_path):
+    answers = {"status --json": [status(api="exited")], "restart api": (0, "", "")}
+    args = {"project_dir": project(tmp_path), "services": ["api"], "state": "started", "timeout": 0}
+    result = run_module(nself_service.main, args, answers)[0]
+    assert result["failed"] and "api=exited" in result["msg"] and "nself logs" in result["msg"]
+
+
+def test_full_restart_is_stop_then_start(run_module, tmp_path):
+    answers = {"status --json": status(), "stop": (0, "", ""), "start": (0, "", "")}
+    result, calls = run_module(nself_service.main, {"project_dir": project(tmp_path), "state": "restarted"}, answers)
+    assert result["changed"] and commands(calls) == ["stop", "start"]
+
+
+def test_unknown_service_fails_before_acting(run_module, tmp_path):
+    args = {"project_dir": project(tmp_path), "services": ["apii"], "state": "restarted"}
+    result, calls = run_module(nself_service.main, args, {"status --json": status()})
+    assert result["failed"] and "apii" in result["msg"] and "known: api, auth" in result["msg"] and commands(calls) == []
+
+
+def test_check_mode_predicts_without_acting(run_module, tmp_path):
+    args = {"project_dir": project(tmp_path), "services": ["auth", "api"], "state": "started", "_ansible_check_mode": True}
+    result, calls = run_module(nself_service.main, args, {"status --json": status(auth="exited")})
+    assert result["changed"] and result["acted_on"] == ["auth"] and commands(calls) == []
+
+
+def test_rebuild_fails_when_the_compose_file_was_not_rewritten(run_module, tmp_path):
+    answers = {"status --json": status(), "build": (0, "✗ Failed to generate docker-compose.yml", "")}
+    result, calls = run_module(nself_service.main, {"project_dir": project(tmp_path), "state": "rebuilt"}, answers)
+    assert result["failed"] and "did not rewrite docker-compose.yml" in result["msg"]
+    assert commands(calls) == ["build"]
+
+
+def test_rebuild_restarts_after_a_real_build(run_module, tmp_path):
+    directory = project(tmp_path)
+    compose = os.path.join(directory, "docker-compose.yml")
+    os.utime(compose, (1, 1))
+
+    def build():
+        os.utime(compose, None)
+        return 0, "✓ Services (4)", ""
+
+    answers = {"status --json": status(), "build": build, "stop": (0, "", ""), "start": (0, "", "")}
+    result, calls = run_module(nself_service.main, {"project_dir": directory, "state": "rebuilt"}, answers)
+    assert result["changed"] and commands(calls) == ["build", "stop", "start"]
