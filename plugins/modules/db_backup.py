@@ -159,7 +159,7 @@ def argument_spec():
         dest=dict(type="path"),
         name=dict(type="str"),
         compress=dict(type="int"),
-        key_tables=dict(type="list", elements="str", default=list(KEY_TABLES)),
+        key_tables=dict(type="list", elements="str", default=list(KEY_TABLES), no_log=False),
         verify=dict(type="str", choices=["toc", "full"], default="toc"),
         keep_count=dict(type="int", default=0),
         keep_days=dict(type="int", default=0),
