@@ -231,3 +231,46 @@ def _fsync_dir(directory):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def copy_offsite(s3lib, s3, manifest, bucket, prefix):
+    """Upload the backup, then its manifest (the commit point there too), each checked after the upload.
+    Returns the offsite location, which is also added to the local manifest."""
+    key = prefix + manifest["file"]
+    location = s3lib.upload(s3, manifest["path"], bucket, key, manifest["sha256"])
+    local = dict((k, v) for k, v in manifest.items() if k not in ("path", "manifest"))
+    local["offsite"] = {"bucket": bucket, "key": key}
+    write_json(manifest["manifest"], local)
+    s3lib.put_bytes(s3, bucket, key + MANIFEST_SUFFIX, json.dumps(local, indent=1, sort_keys=True).encode())
+    return location
+
+
+def fetch_offsite(s3lib, s3, bucket, prefix, source, directory):
+    """Bring an offsite backup (`latest` or a file name under prefix) into directory, unless an identical
+    copy is already there, and return its local manifest. The checksum is checked by the caller."""
+    if source == "latest":
+        manifests = [o["Key"] for o in s3lib.list_keys(s3, bucket, prefix) if o["Key"].endswith(MANIFEST_SUFFIX)]
+        candidates = []
+        for key in manifests:
+            try:
+                candidates.append((json.loads(s3lib.get_bytes(s3, bucket, key).decode()), key))
+            except ValueError:
+                continue
+        candidates = [(m, k) for m, k in candidates if isinstance(m, dict) and m.get("producer") == PRODUCER]
+        if not candidates:
+            raise BackupError("there is no backup manifest under s3://%s/%s" % (bucket, prefix))
+        remote, key = max(candidates, key=lambda c: (c[0].get("finished_at", ""), c[0].get("file", "")))
+    else:
+        key = prefix + os.path.basename(source) + ("" if source.endswith(MANIFEST_SUFFIX) else MANIFEST_SUFFIX)
+        try:
+            remote = json.loads(s3lib.get_bytes(s3, bucket, key).decode())
+        except ValueError:
+            raise BackupError("s3://%s/%s is not a valid manifest" % (bucket, key))
+    path = os.path.join(directory, check_name(remote["file"]))
+    if not (os.path.exists(path) and sha256_file(path)[0] == remote["sha256"]):
+        claimed = s3lib.download(s3, bucket, key[:-len(MANIFEST_SUFFIX)], path)
+        if claimed and claimed != remote["sha256"]:
+            raise BackupError("s3://%s/%s carries sha256 %s in its metadata, its manifest says %s"
+                              % (bucket, key, claimed, remote["sha256"]))
+    write_json(manifest_path(path), remote)
+    return read_manifest(manifest_path(path))

@@ -89,6 +89,7 @@ class PostgresContainer(object):
     def __init__(self, module, project_dir, env, nself_bin, via="nself", service="postgres", environ=None):
         self.module = module
         self.project_dir = project_dir
+        self.env = env
         self.user, self.database = connection_settings(env)
         self.via = via
         self.service = service

@@ -27,6 +27,7 @@ description:
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.postgres
+  - nfamily.ops.offsite
   - nfamily.ops.attributes
   - nfamily.ops.attributes.nself_group
 attributes:
@@ -81,6 +82,14 @@ EXAMPLES = r"""
     keep_days: 14
   register: backup
 
+- name: Nightly backup with an offsite copy in the project's MinIO
+  nfamily.ops.db_backup:
+    project_dir: /opt/nself-family/backend
+    keep_count: 14
+    offsite:
+      bucket: nf-backups
+      prefix: db/
+
 - name: Backup before a migration, fully verified
   nfamily.ops.db_backup:
     project_dir: /opt/nself-family/backend
@@ -121,6 +130,9 @@ backup:
     duration_s:
       description: Seconds the backup took.
       type: int
+    offsite:
+      description: Bucket and key of the offsite copy, when O(offsite) was given.
+      type: dict
   sample: {"path": "/opt/nself-family/backend/backups/nself_family_20261127T020000Z.dump", "size": 81234,
            "sha256": "3f1c...", "format": "pg_dump-custom", "row_counts": {"public.users": 9}}
 pruned:
@@ -146,6 +158,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
+from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import KEY_TABLES, PostgresError, pg_argument_spec, project_database
 
@@ -164,6 +177,7 @@ def argument_spec():
         keep_count=dict(type="int", default=0),
         keep_days=dict(type="int", default=0),
         required_free=dict(type="int"),
+        offsite=s3lib.offsite_argument_spec(),
     )
     return spec
 
@@ -200,13 +214,16 @@ def main():
         if not os.path.isdir(dest):
             os.makedirs(dest, 0o700)
         manifest = bk.take_backup(pg, dest, name, params["key_tables"], params["verify"], params["compress"])
+        if params["offsite"]:
+            s3 = s3lib.client(s3lib.settings_from_env(pg.env, params["offsite"]))
+            manifest["offsite"] = bk.copy_offsite(s3lib, s3, manifest, params["offsite"]["bucket"], params["offsite"]["prefix"])
         doomed = bk.prune_plan(bk.catalogue(dest), params["keep_count"], params["keep_days"], bk.utcnow())
         for entry in doomed:
             bk.remove_backup(entry)
         partials = bk.stale_partials(dest, bk.utcnow(), STALE_PARTIAL_S)
         for partial in partials:
             os.unlink(partial)
-    except (bk.BackupError, PostgresError) as exc:
+    except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot write the backup in %s: %s" % (dest, exc))

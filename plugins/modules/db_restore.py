@@ -29,6 +29,7 @@ description:
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.postgres
+  - nfamily.ops.offsite
   - nfamily.ops.attributes
   - nfamily.ops.attributes.nself_group
 attributes:
@@ -42,6 +43,8 @@ options:
     description:
       - The backup to restore. V(latest) is the newest verified backup in O(backups_dir); otherwise a backup file or its
         C(.manifest.json), absolute or relative to O(backups_dir).
+      - With O(offsite), V(latest) or a file name under the offsite prefix; the copy is downloaded into O(backups_dir)
+        (unless an identical file is there) and checked like a local one.
     type: str
     required: true
   backups_dir:
@@ -73,6 +76,13 @@ EXAMPLES = r"""
     project_dir: /opt/nself-family/backend
     source: latest
     state: verified
+
+- name: Restore the newest offsite copy (the host lost its backups directory)
+  nfamily.ops.db_restore:
+    project_dir: /opt/nself-family/backend
+    source: latest
+    offsite:
+      bucket: nf-backups
 
 - name: Restore a named backup
   nfamily.ops.db_restore:
@@ -116,6 +126,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import (
     PostgresError,
@@ -253,6 +265,7 @@ def main():
         jobs=dict(type="int"),
         container_tmp=dict(type="str", default="/tmp"),
         keep_previous=dict(type="int", default=1),
+        offsite=s3lib.offsite_argument_spec(),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -267,7 +280,19 @@ def main():
     backups_dir = params["backups_dir"] or os.path.join(params["project_dir"], "backups")
     pg = None
     try:
-        manifest = bk.resolve(params["source"], backups_dir)
+        if params["offsite"]:
+            if module.check_mode and params["state"] == "restored":
+                raise bk.BackupError("check mode cannot download the offsite copy; run with state=verified first, "
+                                     "or restore without check mode")
+            env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
+            env, _files = nenv.load_cascade(params["project_dir"], env_name)
+            s3 = s3lib.client(s3lib.settings_from_env(env, params["offsite"]))
+            if not os.path.isdir(backups_dir):
+                os.makedirs(backups_dir, 0o700)
+            manifest = bk.fetch_offsite(s3lib, s3, params["offsite"]["bucket"], params["offsite"]["prefix"],
+                                        params["source"], backups_dir)
+        else:
+            manifest = bk.resolve(params["source"], backups_dir)
         bk.check_file(manifest)
         if params["state"] == "verified":
             module.exit_json(changed=False, restored=False, backup=manifest, dropped_previous=[], commands=[],
@@ -277,7 +302,7 @@ def main():
             raise bk.BackupError("%s is a backup of database %s, not of %s; restore it into that project"
                                  % (manifest["file"], manifest["database"], pg.database))
         result = restore(module, pg, manifest)
-    except (bk.BackupError, PostgresError) as exc:
+    except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     module.exit_json(backup=manifest, commands=pg.commands, **result)
 

@@ -202,3 +202,18 @@ def test_migration_rollback_to_010_then_rerun_then_bad_versions(host):
         bad = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=%s" % version, *confirm(host))
         assert bad.returncode == 2 and message in " ".join(bad.stdout.split()), bad.stdout[-2000:]
         assert host.psql("SELECT max(version) FROM public.schema_migrations") == "1770000000010"
+
+
+def test_offsite_copy_restores_after_the_local_backups_are_lost(host):
+    backup = host.playbook("db_backup.yml", "-e", "backup_name=offsite.dump", "-e", '{"backup_offsite": {"bucket": "nf-backups"}}')
+    assert backup.returncode == 0, backup.stdout[-2000:]
+    expected = counts(host)
+    taken = manifest(host, "offsite.dump")
+    assert taken["offsite"] == {"bucket": "nf-backups", "key": "db/offsite.dump"}
+    change_data(host)
+    host.sh("mv {b}/offsite.dump /tmp/offsite.dump.lost && rm {b}/offsite.dump.manifest.json".format(b=BACKUPS))
+    restore = host.playbook("db_restore.yml", "-e", "restore_source=offsite.dump", "-e", '{"restore_offsite": {"bucket": "nf-backups"}}',
+                            *confirm(host))
+    assert restore.returncode == 0, restore.stdout[-3000:]
+    assert counts(host) == expected and manifest(host, "offsite.dump")["sha256"] == taken["sha256"]
+    assert all_healthy(host)

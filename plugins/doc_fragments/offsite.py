@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r"""
+options:
+  offsite:
+    description:
+      - The object store that holds offsite copies of the backups (the project's MinIO by default). Connection settings
+        not given come from the env cascade (C(S3_ACCESS_KEY)/C(S3_SECRET_KEY), else C(MINIO_ROOT_USER)/C(MINIO_ROOT_PASSWORD);
+        C(S3_REGION); the endpoint C(http://127.0.0.1:<MINIO_PORT>)).
+      - Objects are addressed path-style and checksummed only when required, which MinIO-like servers need. Integrity is
+        judged by the sha256 kept in the object's metadata and in the manifest, never by an ETag.
+    type: dict
+    suboptions:
+      bucket:
+        description: Bucket of the offsite copies.
+        type: str
+        required: true
+      prefix:
+        description: Key prefix of the offsite copies.
+        type: str
+        default: db/
+      endpoint_url:
+        description: S3 endpoint URL.
+        type: str
+      access_key:
+        description: Access key.
+        type: str
+      secret_key:
+        description: Secret key.
+        type: str
+      region:
+        description: Region; C(us-east-1) when neither given nor in the env files.
+        type: str
+      ca_bundle:
+        description: CA bundle to verify the endpoint's certificate with.
+        type: path
+      validate_certs:
+        description: Whether to verify the endpoint's TLS certificate.
+        type: bool
+        default: true
+requirements:
+  - boto3 on the managed host when O(offsite) is used (C(python3-boto3) on Debian).
+"""

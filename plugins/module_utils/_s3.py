@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
+
+"""The project's S3 store (MinIO under nself) through boto3, with the settings S3-compatible
+servers need (anchors.md F.2): path-style addressing, region us-east-1 by default, checksums only
+when required (botocore >= 1.36 otherwise sends CRC headers MinIO-likes reject), an optional CA
+bundle. Connection settings come from the nself env cascade unless given. Files move with
+boto3's managed transfer (multipart, streamed from disk), and integrity is judged by the sha256
+kept in the object's metadata, never by an ETag.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    from boto3.s3.transfer import TransferConfig
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR = exc
+    BotoCoreError = ClientError = Exception
+
+SHA256_META = "sha256"
+PART_SIZE = 64 * 1024 * 1024
+
+
+class S3Error(Exception):
+    """An S3 call that failed, or an object that is not what its metadata says."""
+
+
+def s3_argument_options():
+    """Options of a connection dict (offsite copies) or of a module's top level."""
+    return dict(
+        endpoint_url=dict(type="str"),
+        access_key=dict(type="str", no_log=True),
+        secret_key=dict(type="str", no_log=True),
+        region=dict(type="str"),
+        ca_bundle=dict(type="path"),
+        validate_certs=dict(type="bool", default=True),
+    )
+
+
+def offsite_argument_spec():
+    options = s3_argument_options()
+    options.update(bucket=dict(type="str", required=True), prefix=dict(type="str", default="db/"))
+    return dict(type="dict", options=options)
+
+
+def settings_from_env(env, given):
+    """Connection settings: explicit values first, then the env cascade. From the host, the S3 API of
+    the minio service is 127.0.0.1:MINIO_PORT (S3_ENDPOINT usually names the compose network's host)."""
+    endpoint = given.get("endpoint_url") or "http://127.0.0.1:%s" % (env.get("MINIO_PORT") or "9000")
+    access = given.get("access_key") or env.get("S3_ACCESS_KEY") or env.get("MINIO_ROOT_USER")
+    secret = given.get("secret_key") or env.get("S3_SECRET_KEY") or env.get("MINIO_ROOT_PASSWORD")
+    if not access or not secret:
+        raise S3Error("no S3 credentials: set access_key and secret_key, or S3_ACCESS_KEY/S3_SECRET_KEY or "
+                      "MINIO_ROOT_USER/MINIO_ROOT_PASSWORD in the project's env files")
+    return dict(endpoint_url=endpoint, access_key=access, secret_key=secret,
+                region=given.get("region") or env.get("S3_REGION") or env.get("MINIO_REGION") or "us-east-1",
+                ca_bundle=given.get("ca_bundle"), validate_certs=given.get("validate_certs", True))
+
+
+def client(settings):
+    if not HAS_BOTO3:
+        raise S3Error("boto3 is required on the managed host (python3-boto3 on Debian): %s" % BOTO3_IMPORT_ERROR)
+    options = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"})
+    try:
+        config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required", **options)
+    except TypeError:  # botocore < 1.36 has neither option, and sends no CRC headers
+        config = Config(**options)
+    verify = settings["ca_bundle"] or settings["validate_certs"]
+    return boto3.client("s3", endpoint_url=settings["endpoint_url"], aws_access_key_id=settings["access_key"],
+                        aws_secret_access_key=settings["secret_key"], region_name=settings["region"],
+                        config=config, verify=verify)
+
+
+def transfer_config():
+    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4, use_threads=True)
+
+
+def describe(exc):
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return "%s: %s" % (error.get("Code", "error"), error.get("Message", str(exc)))
+    return str(exc)
+
+
+def upload(s3, path, bucket, key, sha256):
+    """Upload a file with its sha256 in the object's metadata, then confirm size and metadata."""
+    try:
+        s3.upload_file(path, bucket, key, ExtraArgs={"Metadata": {SHA256_META: sha256}}, Config=transfer_config())
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error("uploading %s to s3://%s/%s failed (%s)" % (path, bucket, key, describe(exc)))
+    if head.get("ContentLength") != os.path.getsize(path) or head.get("Metadata", {}).get(SHA256_META) != sha256:
+        raise S3Error("s3://%s/%s does not match %s after the upload (size or sha256 metadata differ)" % (bucket, key, path))
+    return {"bucket": bucket, "key": key, "size": head["ContentLength"], SHA256_META: sha256}
+
+
+def download(s3, bucket, key, dest):
+    """Download an object to dest through a partial file; returns the sha256 its metadata claims."""
+    partial = os.path.join(os.path.dirname(dest), ".%s.partial" % os.path.basename(dest))
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        s3.download_file(bucket, key, partial, Config=transfer_config())
+    except (BotoCoreError, ClientError) as exc:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise S3Error("downloading s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
+    os.chmod(partial, 0o600)
+    os.rename(partial, dest)
+    return head.get("Metadata", {}).get(SHA256_META)
+
+
+def list_keys(s3, bucket, prefix):
+    """Every object under prefix as dicts (Key, Size, LastModified), paginated."""
+    keys = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(page.get("Contents", []))
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error("listing s3://%s/%s failed (%s)" % (bucket, prefix, describe(exc)))
+    return keys
+
+
+def get_bytes(s3, bucket, key):
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error("reading s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
+
+
+def put_bytes(s3, bucket, key, data):
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Error("writing s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
