@@ -1,11 +1,14 @@
 # nfamily.ops developer entry points. Both main targets install what they need, idempotently.
-.PHONY: sandbox test setup lint sanity units integration molecule clean-sandbox
+.PHONY: sandbox test bench setup lint sanity units integration molecule clean-sandbox
 
 sandbox:        ## set up, start the sandbox nFamily host, print its service report
 	tests/bin/sandbox.sh
 
 test:           ## the whole suite: lint, sanity, units, build, integration, molecule
 	tests/bin/test.sh
+
+bench:          ## database benchmark: ratios against pg_dump, psql and boto3 on a >= 1 GB database
+	tests/bin/bench.sh
 
 setup:
 	tests/bin/setup.sh

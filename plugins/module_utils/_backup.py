@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import json
 import os
+import time
 
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import write_json
 
@@ -237,7 +238,9 @@ def copy_offsite(s3lib, s3, manifest, bucket, prefix):
     """Upload the backup, then its manifest (the commit point there too), each checked after the upload.
     Returns the offsite location, which is also added to the local manifest."""
     key = prefix + manifest["file"]
+    started = time.time()
     location = s3lib.upload(s3, manifest["path"], bucket, key, manifest["sha256"])
+    location["duration_s"] = round(time.time() - started, 3)
     local = dict((k, v) for k, v in manifest.items() if k not in ("path", "manifest"))
     local["offsite"] = {"bucket": bucket, "key": key}
     write_json(manifest["manifest"], local)

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - reported by the module
     BotoCoreError = ClientError = Exception
 
 SHA256_META = "sha256"
-PART_SIZE = 64 * 1024 * 1024
+PART_SIZE = 16 * 1024 * 1024
 
 
 class S3Error(Exception):
@@ -86,7 +86,7 @@ def client(settings):
 
 
 def transfer_config():
-    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4, use_threads=True)
+    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=8, use_threads=True)
 
 
 def describe(exc):

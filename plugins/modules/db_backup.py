@@ -131,7 +131,7 @@ backup:
       description: Seconds the backup took.
       type: int
     offsite:
-      description: Bucket and key of the offsite copy, when O(offsite) was given.
+      description: Bucket, key, size and upload seconds of the offsite copy, when O(offsite) was given.
       type: dict
   sample: {"path": "/opt/nself-family/backend/backups/nself_family_20261127T020000Z.dump", "size": 81234,
            "sha256": "3f1c...", "format": "pg_dump-custom", "row_counts": {"public.users": 9}}

@@ -24,8 +24,8 @@ description:
     or swaps a finished one.
   - This replaces C(nself db restore), which reads no stdin, ignores SQL errors, restores into the live database over
     existing objects, and prompts in prod.
-  - Stop the services that write to the database first (M(nfamily.ops.nself_service)); remaining connections to the
-    live database are terminated at the swap.
+  - Stop the services that write to the database before the swap (M(nfamily.ops.nself_service)); remaining connections to
+    the live database are terminated at the swap. With O(state=staged) first, the services stay up during the long part.
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.postgres
@@ -51,9 +51,13 @@ options:
     description: Directory of the backups. Defaults to the project's C(backups/) directory.
     type: path
   state:
-    description: V(restored) restores; V(verified) only checks the backup against its manifest and changes nothing.
+    description:
+      - V(restored) restores into the scratch database (unless a finished one is there) and swaps it in.
+      - V(staged) only restores into the scratch database and checks it, leaving the live database and its services
+        alone; a later V(restored) swaps it in within seconds. This keeps the outage to the swap.
+      - V(verified) only checks the backup against its manifest and changes nothing.
     type: str
-    choices: [restored, verified]
+    choices: [restored, staged, verified]
     default: restored
   jobs:
     description: Parallel jobs of C(pg_restore). Defaults to the number of CPUs of the host.
@@ -102,6 +106,10 @@ restored:
 previous_database:
   description: Name under which the replaced live database is kept.
   returned: when the database was replaced
+  type: str
+scratch_database:
+  description: The scratch database the backup is (or would be) restored into.
+  returned: when the live database is not already this backup
   type: str
 row_counts:
   description: Row counts of the manifest's key tables in the live database after the run.
@@ -215,6 +223,27 @@ def prune_previous(admin, database, keep):
     return doomed
 
 
+def stage(module, pg, admin, manifest, scratch):
+    """Restore the archive into the scratch database and check it against the manifest, unless a
+    finished scratch database of this backup is already there. Returns whether it restored."""
+    if database_exists(admin, scratch) and (database_comment(admin, scratch) or "") == SCRATCH_DONE_MARK + manifest["sha256"]:
+        return False
+    check_space(pg, admin, manifest)
+    if module.check_mode:
+        return True
+    jobs = module.params["jobs"] or os.cpu_count() or 1
+    restore_into_scratch(pg, admin, manifest, scratch, jobs, module.params["container_tmp"])
+    same, counts = counts_match(pg.on(scratch), manifest)
+    migrations = pg.on(scratch).migration_state()
+    if not same or migrations != manifest["migrations"]:
+        drop_database(admin, scratch)
+        raise bk.BackupError("the restored data does not match the manifest (row counts %s, manifest %s; migrations "
+                             "%s, manifest %s); the live database was not touched"
+                             % (counts, manifest["row_counts"], migrations, manifest["migrations"]))
+    admin.query("COMMENT ON DATABASE %s IS %s" % (quote_ident(scratch), quote_literal(SCRATCH_DONE_MARK + manifest["sha256"])))
+    return True
+
+
 def restore(module, pg, manifest):
     """Returns the result keys of a restore run (check mode: the prediction)."""
     admin = pg.on(MAINTENANCE_DB)
@@ -225,24 +254,14 @@ def restore(module, pg, manifest):
             return dict(changed=False, restored=False, row_counts=counts, dropped_previous=[],
                         msg="the live database is already this backup (marker and row counts match)")
     scratch = scratch_name(pg.database, manifest["sha256"])
-    scratch_ready = database_exists(admin, scratch) and \
-        (database_comment(admin, scratch) or "") == SCRATCH_DONE_MARK + manifest["sha256"]
-    if not scratch_ready:
-        check_space(pg, admin, manifest)
+    staged = stage(module, pg, admin, manifest, scratch)
+    if module.params["state"] == "staged":
+        return dict(changed=staged, restored=False, row_counts={}, dropped_previous=[], scratch_database=scratch,
+                    msg="%s %s in %s, ready to swap in" % ("would restore" if module.check_mode else "restored" if staged
+                                                           else "already restored", manifest["file"], scratch))
     if module.check_mode:
-        return dict(changed=True, restored=False, row_counts={}, dropped_previous=[],
-                    msg="would restore %s into %s and swap it in" % (manifest["file"], pg.database))
-    if not scratch_ready:
-        jobs = module.params["jobs"] or os.cpu_count() or 1
-        restore_into_scratch(pg, admin, manifest, scratch, jobs, module.params["container_tmp"])
-        same, counts = counts_match(pg.on(scratch), manifest)
-        migrations = pg.on(scratch).migration_state()
-        if not same or migrations != manifest["migrations"]:
-            drop_database(admin, scratch)
-            raise bk.BackupError("the restored data does not match the manifest (row counts %s, manifest %s; migrations "
-                                 "%s, manifest %s); the live database was not touched"
-                                 % (counts, manifest["row_counts"], migrations, manifest["migrations"]))
-        admin.query("COMMENT ON DATABASE %s IS %s" % (quote_ident(scratch), quote_literal(SCRATCH_DONE_MARK + manifest["sha256"])))
+        return dict(changed=True, restored=False, row_counts={}, dropped_previous=[], scratch_database=scratch,
+                    msg="would %sswap %s into %s" % ("restore and " if staged else "", manifest["file"], pg.database))
     now = bk.utcnow()
     previous = previous_name(pg.database, now)
     swap(admin, pg.database, scratch, previous, manifest["sha256"], now)
@@ -261,7 +280,7 @@ def main():
     argument_spec.update(
         source=dict(type="str", required=True),
         backups_dir=dict(type="path"),
-        state=dict(type="str", choices=["restored", "verified"], default="restored"),
+        state=dict(type="str", choices=["restored", "staged", "verified"], default="restored"),
         jobs=dict(type="int"),
         container_tmp=dict(type="str", default="/tmp"),
         keep_previous=dict(type="int", default=1),

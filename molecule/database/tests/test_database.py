@@ -104,7 +104,7 @@ def test_damaged_backup_is_refused_before_anything_stops(host, damage):
 # Where the kill lands: the predicate on the run's checkpoint state that must hold first.
 KILL_POINTS = {
     "safety_backup_started": lambda s: "safety_backup" in s.get("started", {}),
-    "safety_backup_done": lambda s: "safety_backup" in s["done"],
+    "stage_started": lambda s: "stage" in s.get("started", {}),
     "stop_services_done": lambda s: "stop_services" in s["done"],
     "restore_started": lambda s: "restore" in s.get("started", {}),
     "restore_done": lambda s: "restore" in s["done"],

@@ -123,7 +123,8 @@ def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
 
 def test_run_log_has_one_record_per_run_and_no_secret(host):
     playbook(host)  # refused: prod without confirmation
-    playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_token=s3cr3t-T0KEN")
+    verbose = playbook(host, "-vvv", "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_token=s3cr3t-T0KEN")
+    assert verbose.returncode == 0 and "s3cr3t-T0KEN" not in verbose.stdout.replace("selftest_token=s3cr3t-T0KEN", "")
     log = host.run("cat", STATE + "/runs.jsonl").stdout
     entries = host.records()
     assert [e["result"] for e in entries] == ["failed", "success"]

@@ -1,0 +1,233 @@
+"""Database runbook benchmark (`make bench`): one run on a dedicated sandbox host, every ratio
+against the raw tool on the same data, measured now. Prints a table and writes bench.json.
+
+1. Grows the database with nFamily-shaped rows (generate.sql) to the small size, measures the peak
+   RSS of the db_backup (with an offsite copy) and db_restore module processes; then again at the
+   large size (>= 1 GB on disk).
+2. Backup: `nself exec postgres pg_dump -Fc > file` (raw) against the db_backup module run by
+   ansible, both wall time.
+3. Offsite: upload throughput of db_backup's offsite copy against boto3's upload_file of the same
+   file to the same store with default settings.
+4. Restore: the restore role (playbooks/db_restore.yml, all steps) against the runbook's manual
+   path done right: stop the services, drop and create the database, plain SQL piped to psql,
+   start the services, wait until healthy. Also how long the role kept the services down (its
+   checkpoints: staging done to services healthy) against the manual path, which is down throughout.
+
+Usage: python tests/bench/bench.py HOST_CONTAINER [--small-mb 300] [--large-mb 1100]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PROJECT = "/opt/nself-family/backend"
+DB = "nself_family"
+SERVICES = ["hasura", "auth", "api", "scheduler"]
+
+
+class Host:
+    def __init__(self, name, workdir):
+        self.name = name
+        self.workdir = workdir
+        with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
+            group_vars = yaml.safe_load(handle)
+        inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: {
+            "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
+        self.inventory = os.path.join(workdir, "hosts.yml")
+        with open(self.inventory, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(inventory, handle)
+
+    def sh(self, script, check=True):
+        proc = subprocess.run(["podman", "exec", "-w", PROJECT, self.name, "sh", "-c", script],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise SystemExit("on %s: %s\n%s" % (self.name, script, proc.stderr[-2000:]))
+        return proc.stdout.strip()
+
+    def psql(self, sql, database=DB):
+        return self.sh("psql -X -A -t -h /var/run/postgresql -U postgres -d %s -c \"%s\"" % (database, sql))
+
+    def db_bytes(self):
+        return int(self.psql("SELECT pg_database_size('%s')" % DB))
+
+    def ansible(self, args, **env_extra):
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", **env_extra)
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise SystemExit("%s failed:\n%s" % (" ".join(args[:3]), proc.stdout[-3000:]))
+        return proc.stdout
+
+    def module(self, module_name, **args):
+        """Run one module with ansible (ad hoc); returns its result."""
+        out = self.ansible(["ansible", self.name, "-i", self.inventory, "-m", "nfamily.ops." + module_name, "-a", json.dumps(args)],
+                           ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        return json.loads(out[out.index("{"):])["plays"][0]["tasks"][0]["hosts"][self.name]
+
+    def playbook(self, playbook, *extra):
+        return self.ansible(["ansible-playbook", "-i", self.inventory, os.path.join(REPO, "playbooks", playbook),
+                             "-e", "runbook_report_dir=%s" % os.path.join(self.workdir, "reports")] + list(extra))
+
+
+def parse_time(text):
+    return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def timed(action):
+    started = time.monotonic()
+    result = action()
+    return time.monotonic() - started, result
+
+
+def grow(host, target_bytes):
+    while host.db_bytes() < target_bytes:
+        host.sh("psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d %s -f /tmp/bench/generate.sql" % DB)
+    host.psql("ANALYZE")
+    return host.db_bytes()
+
+
+def peak_rss(host, pattern, action):
+    """Run action while a sampler inside the host records the peak RSS of processes matching pattern."""
+    stop = "/tmp/bench/stop-%s" % pattern
+    host.sh("rm -f %s" % stop)
+    sampler = subprocess.Popen(["podman", "exec", host.name, "python3", "/tmp/bench/rss_sampler.py", pattern, stop],
+                               stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    try:
+        seconds, _ = timed(action)
+    finally:
+        host.sh("touch %s" % stop)
+    peak = json.loads(sampler.communicate()[0])
+    if not peak["pids"]:
+        raise SystemExit("the RSS sampler saw no %s process" % pattern)
+    return seconds, peak["peak_kib"] / 1024.0
+
+
+def backup_module(host, name, **extra):
+    return host.module("db_backup", project_dir=PROJECT, dest="/tmp/bench/backups", name=name, **extra)
+
+
+def restore_module(host, name):
+    return host.module("db_restore", project_dir=PROJECT, source="/tmp/bench/backups/%s" % name, keep_previous=0)
+
+
+def all_healthy(host):
+    statuses = json.loads(host.sh("nself status --json"))["services"]
+    return all(s["status"] == "healthy" for s in statuses)
+
+
+def wait_healthy(host, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not all_healthy(host):
+        if time.monotonic() > deadline:
+            raise SystemExit("services did not come back healthy")
+        time.sleep(1)
+
+
+def manual_restore(host):
+    """The runbook's path, done so that it works: stop, fresh database, plain SQL into psql, start."""
+    host.sh("nself stop %s" % " ".join(SERVICES))
+    host.sh("dropdb -h /var/run/postgresql -U postgres --force %s && createdb -h /var/run/postgresql -U postgres %s" % (DB, DB))
+    host.sh("nself exec -i postgres psql -X -q -U postgres -d %s < /tmp/bench/plain.sql > /dev/null 2>&1" % DB)
+    host.sh("nself restart %s" % " ".join(SERVICES), check=False)
+    wait_healthy(host)
+
+
+def raw_upload_seconds(host, path):
+    script = ("import boto3, time, sys; from botocore.config import Config\n"
+              "env = dict(l.strip().split('=', 1) for f in ('.env.dev', '.env.prod', '.env.secrets') "
+              "for l in open(f) if '=' in l and not l.startswith('#'))\n"
+              "s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:' + env.get('MINIO_PORT', '9000'), "
+              "aws_access_key_id=env['MINIO_ROOT_USER'], aws_secret_access_key=env['MINIO_ROOT_PASSWORD'], "
+              "region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))\n"
+              "t = time.monotonic(); s3.upload_file(sys.argv[1], 'nf-backups', 'bench/raw.dump'); print(time.monotonic() - t)\n")
+    host.sh("cat > /tmp/bench/raw_upload.py <<'EOF'\n%sEOF" % script)
+    return float(host.sh("python3 /tmp/bench/raw_upload.py %s" % path))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("host")
+    parser.add_argument("--small-mb", type=int, default=300)
+    parser.add_argument("--large-mb", type=int, default=1100)
+    opts = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="nfamily-bench-")
+    host = Host(opts.host, workdir)
+    subprocess.run(["podman", "exec", host.name, "mkdir", "-p", "/tmp/bench/backups"], check=True)
+    for name in ("generate.sql", "rss_sampler.py"):
+        subprocess.run(["podman", "cp", os.path.join(HERE, name), "%s:/tmp/bench/%s" % (host.name, name)], check=True)
+    results = {"rss_mb": {}}
+
+    def log(text):
+        print("bench: " + text, flush=True)
+
+    for label, size_mb in (("small", opts.small_mb), ("large", opts.large_mb)):
+        size = grow(host, size_mb * 1024 * 1024)
+        log("%s database: %d MB on disk" % (label, size // 1048576))
+        host.sh("rm -f /tmp/bench/backups/*")
+        seconds, backup_rss = peak_rss(host, "AnsiballZ_db_backup", lambda: backup_module(
+            host, "m.dump", offsite={"bucket": "nf-backups", "prefix": "bench-rss/"}))
+        _, restore_rss = peak_rss(host, "AnsiballZ_db_restore", lambda: restore_module(host, "m.dump"))
+        results["rss_mb"][label] = {"db_mb": size // 1048576, "db_backup": round(backup_rss, 1), "db_restore": round(restore_rss, 1)}
+        log("%s: db_backup peak RSS %.1f MB, db_restore peak RSS %.1f MB" % (label, backup_rss, restore_rss))
+
+    results["db_mb"] = host.db_bytes() // 1048576
+    host.sh("rm -f /tmp/bench/backups/*")
+    raw_backup, _ = timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB))
+    module_backup, _ = timed(lambda: backup_module(host, "timed.dump"))
+    results["backup"] = {"raw_s": round(raw_backup, 2), "module_s": round(module_backup, 2)}
+    log("backup: pg_dump -Fc %.1f s, db_backup %.1f s" % (raw_backup, module_backup))
+
+    dump_bytes = int(host.sh("stat -c %s /tmp/bench/backups/timed.dump"))
+    raw_upload = raw_upload_seconds(host, "/tmp/bench/backups/timed.dump")
+    out = backup_module(host, "offsite.dump", offsite={"bucket": "nf-backups", "prefix": "bench/"})
+    module_upload = out["backup"]["offsite"]["duration_s"]
+    results["offsite"] = {"bytes": dump_bytes, "raw_s": round(raw_upload, 2), "module_s": round(module_upload, 2)}
+    log("offsite: boto3 upload_file %.1f s, db_backup offsite %.1f s (%d MB)" % (raw_upload, module_upload, dump_bytes // 1048576))
+
+    host.sh("nself exec postgres pg_dump -U postgres -d %s -Fp > /tmp/bench/plain.sql" % DB)
+    host.psql("INSERT INTO public.families (name) VALUES ('changed before the restore')")
+    role_restore, _ = timed(lambda: host.playbook("db_restore.yml", "-e", "restore_source=/tmp/bench/backups/timed.dump",
+                                                  "-e", "restore_backups_dir=/tmp/bench/backups", "-e", "restore_keep_previous=0",
+                                                  "-e", "runbook_confirm=%s" % host.name))
+    state = json.loads(host.sh("cat /var/lib/nfamily-ops/runs/db_restore.json"))["done"]
+    role_outage = (parse_time(state["start_services"]["at"]) - parse_time(state["stage"]["at"]))
+    manual, _ = timed(lambda: manual_restore(host))
+    results["restore"] = {"role_s": round(role_restore, 2), "manual_s": round(manual, 2), "role_outage_s": role_outage}
+    log("restore: role %.1f s (services down %d s), manual path %.1f s (services down all along)"
+        % (role_restore, role_outage, manual))
+
+    ratios = [
+        ("backup wall time / raw pg_dump -Fc", module_backup / raw_backup, "<= 1.10", module_backup / raw_backup <= 1.10),
+        ("restore role / manual psql path, wall time", role_restore / manual, "<= 0.67", role_restore / manual <= 0.67),
+        ("restore role / manual psql path, services down", role_outage / manual, "(no target)", True),
+        ("offsite upload throughput / boto3 upload_file", raw_upload / module_upload, ">= 0.9", raw_upload / module_upload >= 0.9),
+    ]
+    rss = results["rss_mb"]
+    peak = max(max(v["db_backup"], v["db_restore"]) for v in rss.values())
+    growth = max(rss["large"][m] - rss["small"][m] for m in ("db_backup", "db_restore"))
+    print("\nnfamily.ops database benchmark on %s (%d MB database, %d CPUs)" % (host.name, results["db_mb"], os.cpu_count()))
+    print("| measure | value | target | met |\n|---|---|---|---|")
+    for name, value, target, met in ratios:
+        print("| %s | %.2f | %s | %s |" % (name, value, target, ("yes" if met else "NO") if "target" not in target else "-"))
+    print("| peak RSS of module processes (MB), %d MB and %d MB databases | %s | < 150, flat | %s |" % (
+        rss["small"]["db_mb"], rss["large"]["db_mb"],
+        "backup %.1f/%.1f, restore %.1f/%.1f" % (rss["small"]["db_backup"], rss["large"]["db_backup"],
+                                                rss["small"]["db_restore"], rss["large"]["db_restore"]),
+        "yes" if peak < 150 and growth < 10 else "NO"))
+    results["ratios"] = dict((n, round(v, 3)) for n, v, _t, _m in ratios)
+    with open(os.path.join(REPO, "tests", "output", "bench.json"), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    print("\nraw figures: tests/output/bench.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
