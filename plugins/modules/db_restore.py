@@ -129,6 +129,7 @@ commands:
 
 import os
 import re
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -203,14 +204,28 @@ def restore_into_scratch(pg, admin, manifest, scratch, jobs, container_tmp):
         pg.run(["rm", "-f", archive])
 
 
-def swap(admin, live, scratch, previous, sha256, now):
-    """Rename live → previous and scratch → live in one transaction, marking the new live database."""
-    admin.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()"
-        % (quote_literal(live), quote_literal(scratch)),
-        "BEGIN; ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s; COMMENT ON DATABASE %s IS %s; COMMIT"
-        % (quote_ident(live), quote_ident(previous), quote_ident(scratch), quote_ident(live), quote_ident(live),
-           quote_literal(RESTORED_MARK + sha256 + " at " + bk.isoformat(now))))
+def swap(admin, live, scratch, previous, sha256, now, attempts=3):
+    """Rename live → previous and scratch → live in one transaction, marking the new live database.
+    A client that reconnects between the terminate and the rename makes the rename fail: try again."""
+    for attempt in range(attempts):
+        try:
+            admin.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()"
+                % (quote_literal(live), quote_literal(scratch)),
+                "BEGIN; ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s; COMMENT ON DATABASE %s IS %s; COMMIT"
+                % (quote_ident(live), quote_ident(previous), quote_ident(scratch), quote_ident(live), quote_ident(live),
+                   quote_literal(RESTORED_MARK + sha256 + " at " + bk.isoformat(now))))
+            return
+        except PostgresError as exc:
+            if "being accessed by other users" not in str(exc) or attempt == attempts - 1:
+                raise PostgresError("%s; stop the services that use the database (they reconnect) and re-run" % exc)
+            time.sleep(1)
+
+
+def stale_scratch_databases(admin, database, current):
+    pattern = "^%s_restore_[0-9a-f]{12}$" % re.escape(database[:40])
+    return [row[0] for row in admin.query("SELECT datname FROM pg_database WHERE datname ~ %s" % quote_literal(pattern))
+            if row[0] != current]
 
 
 def prune_previous(admin, database, keep):
@@ -228,6 +243,9 @@ def stage(module, pg, admin, manifest, scratch):
     finished scratch database of this backup is already there. Returns whether it restored."""
     if database_exists(admin, scratch) and (database_comment(admin, scratch) or "") == SCRATCH_DONE_MARK + manifest["sha256"]:
         return False
+    if not module.check_mode:
+        for leftover in stale_scratch_databases(admin, pg.database, scratch):
+            drop_database(admin, leftover)  # staged by an abandoned run of another backup: only takes space
     check_space(pg, admin, manifest)
     if module.check_mode:
         return True
