@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import yaml
@@ -81,9 +80,10 @@ def parse_time(text):
 
 
 def timed(action):
+    """Seconds action took."""
     started = time.monotonic()
-    result = action()
-    return time.monotonic() - started, result
+    action()
+    return time.monotonic() - started
 
 
 def grow(host, target_bytes):
@@ -94,20 +94,20 @@ def grow(host, target_bytes):
 
 
 def peak_rss(host, pattern, action):
-    """Run action while a sampler inside the host records the peak RSS of processes matching pattern."""
+    """Run action while a sampler inside the host records the peak RSS (MB) of processes matching pattern."""
     stop = "/tmp/bench/stop-%s" % pattern
     host.sh("rm -f %s" % stop)
     sampler = subprocess.Popen(["podman", "exec", host.name, "python3", "/tmp/bench/rss_sampler.py", pattern, stop],
                                stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
     try:
-        seconds, _ = timed(action)
+        action()
     finally:
         host.sh("touch %s" % stop)
     peak = json.loads(sampler.communicate()[0])
     if not peak["pids"]:
         raise SystemExit("the RSS sampler saw no %s process" % pattern)
-    return seconds, peak["peak_kib"] / 1024.0
+    return peak["peak_kib"] / 1024.0
 
 
 def backup_module(host, name, **extra):
@@ -172,16 +172,16 @@ def main():
         size = grow(host, size_mb * 1024 * 1024)
         log("%s database: %d MB on disk" % (label, size // 1048576))
         host.sh("rm -f /tmp/bench/backups/*")
-        seconds, backup_rss = peak_rss(host, "AnsiballZ_db_backup", lambda: backup_module(
+        backup_rss = peak_rss(host, "AnsiballZ_db_backup", lambda: backup_module(
             host, "m.dump", offsite={"bucket": "nf-backups", "prefix": "bench-rss/"}))
-        _, restore_rss = peak_rss(host, "AnsiballZ_db_restore", lambda: restore_module(host, "m.dump"))
+        restore_rss = peak_rss(host, "AnsiballZ_db_restore", lambda: restore_module(host, "m.dump"))
         results["rss_mb"][label] = {"db_mb": size // 1048576, "db_backup": round(backup_rss, 1), "db_restore": round(restore_rss, 1)}
         log("%s: db_backup peak RSS %.1f MB, db_restore peak RSS %.1f MB" % (label, backup_rss, restore_rss))
 
     results["db_mb"] = host.db_bytes() // 1048576
     host.sh("rm -f /tmp/bench/backups/*")
-    raw_backup, _ = timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB))
-    module_backup, _ = timed(lambda: backup_module(host, "timed.dump"))
+    raw_backup = timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB))
+    module_backup = timed(lambda: backup_module(host, "timed.dump"))
     results["backup"] = {"raw_s": round(raw_backup, 2), "module_s": round(module_backup, 2)}
     log("backup: pg_dump -Fc %.1f s, db_backup %.1f s" % (raw_backup, module_backup))
 
@@ -194,12 +194,12 @@ def main():
 
     host.sh("nself exec postgres pg_dump -U postgres -d %s -Fp > /tmp/bench/plain.sql" % DB)
     host.psql("INSERT INTO public.families (name) VALUES ('changed before the restore')")
-    role_restore, _ = timed(lambda: host.playbook("db_restore.yml", "-e", "restore_source=/tmp/bench/backups/timed.dump",
-                                                  "-e", "restore_backups_dir=/tmp/bench/backups", "-e", "restore_keep_previous=0",
-                                                  "-e", "runbook_confirm=%s" % host.name))
+    restore_args = ["-e", "restore_source=/tmp/bench/backups/timed.dump", "-e", "restore_backups_dir=/tmp/bench/backups",
+                    "-e", "restore_keep_previous=0", "-e", "runbook_confirm=%s" % host.name]
+    role_restore = timed(lambda: host.playbook("db_restore.yml", *restore_args))
     state = json.loads(host.sh("cat /var/lib/nfamily-ops/runs/db_restore.json"))["done"]
     role_outage = (parse_time(state["start_services"]["at"]) - parse_time(state["stage"]["at"]))
-    manual, _ = timed(lambda: manual_restore(host))
+    manual = timed(lambda: manual_restore(host))
     results["restore"] = {"role_s": round(role_restore, 2), "manual_s": round(manual, 2), "role_outage_s": role_outage}
     log("restore: role %.1f s (services down %d s), manual path %.1f s (services down all along)"
         % (role_restore, role_outage, manual))
@@ -217,12 +217,11 @@ def main():
     print("| measure | value | target | met |\n|---|---|---|---|")
     for name, value, target, met in ratios:
         print("| %s | %.2f | %s | %s |" % (name, value, target, ("yes" if met else "NO") if "target" not in target else "-"))
+    measured = "backup %.1f/%.1f, restore %.1f/%.1f" % (
+        rss["small"]["db_backup"], rss["large"]["db_backup"], rss["small"]["db_restore"], rss["large"]["db_restore"])
     print("| peak RSS of module processes (MB), %d MB and %d MB databases | %s | < 150, flat | %s |" % (
-        rss["small"]["db_mb"], rss["large"]["db_mb"],
-        "backup %.1f/%.1f, restore %.1f/%.1f" % (rss["small"]["db_backup"], rss["large"]["db_backup"],
-                                                rss["small"]["db_restore"], rss["large"]["db_restore"]),
-        "yes" if peak < 150 and growth < 10 else "NO"))
-    results["ratios"] = dict((n, round(v, 3)) for n, v, _t, _m in ratios)
+        rss["small"]["db_mb"], rss["large"]["db_mb"], measured, "yes" if peak < 150 and growth < 10 else "NO"))
+    results["ratios"] = dict((ratio[0], round(ratio[1], 3)) for ratio in ratios)
     with open(os.path.join(REPO, "tests", "output", "bench.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     print("\nraw figures: tests/output/bench.json")
