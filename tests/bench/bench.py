@@ -5,9 +5,9 @@ against the raw tool on the same data, measured now. Prints a table and writes b
    RSS of the db_backup (with an offsite copy) and db_restore module processes; then again at the
    large size (>= 1 GB on disk).
 2. Backup: `nself exec postgres pg_dump -Fc > file` (raw) against the db_backup module run by
-   ansible, both wall time.
+   ansible, both wall time, alternated three times, medians compared.
 3. Offsite: upload throughput of db_backup's offsite copy against boto3's upload_file of the same
-   file to the same store with default settings.
+   file to the same store with default settings (medians of three alternated runs).
 4. Restore: the restore role (playbooks/db_restore.yml, all steps) against the runbook's manual
    path done right: stop the services, drop and create the database, plain SQL piped to psql,
    start the services, wait until healthy. Also how long the role kept the services down (its
@@ -30,6 +30,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 PROJECT = "/opt/nself-family/backend"
 DB = "nself_family"
 SERVICES = ["hasura", "auth", "api", "scheduler"]
+REPEAT = 3
 
 
 class Host:
@@ -73,6 +74,10 @@ class Host:
     def playbook(self, playbook, *extra):
         return self.ansible(["ansible-playbook", "-i", self.inventory, os.path.join(REPO, "playbooks", playbook),
                              "-e", "runbook_report_dir=%s" % os.path.join(self.workdir, "reports")] + list(extra))
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def parse_time(text):
@@ -180,17 +185,23 @@ def main():
 
     results["db_mb"] = host.db_bytes() // 1048576
     host.sh("rm -f /tmp/bench/backups/*")
-    raw_backup = timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB))
-    module_backup = timed(lambda: backup_module(host, "timed.dump"))
-    results["backup"] = {"raw_s": round(raw_backup, 2), "module_s": round(module_backup, 2)}
-    log("backup: pg_dump -Fc %.1f s, db_backup %.1f s" % (raw_backup, module_backup))
-
+    # Alternated and repeated, the median taken: single runs of a few seconds are too noisy to compare.
+    raw_backups, module_backups, raw_uploads, module_uploads = [], [], [], []
+    for dummy in range(REPEAT):
+        host.sh("rm -f /tmp/bench/backups/*")
+        raw_backups.append(timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB)))
+        module_backups.append(timed(lambda: backup_module(host, "timed.dump")))
+        raw_uploads.append(raw_upload_seconds(host, "/tmp/bench/backups/timed.dump"))
+        out = backup_module(host, "offsite.dump", offsite={"bucket": "nf-backups", "prefix": "bench/"})
+        module_uploads.append(out["backup"]["offsite"]["duration_s"])
+    raw_backup, module_backup = median(raw_backups), median(module_backups)
+    raw_upload, module_upload = median(raw_uploads), median(module_uploads)
     dump_bytes = int(host.sh("stat -c %s /tmp/bench/backups/timed.dump"))
-    raw_upload = raw_upload_seconds(host, "/tmp/bench/backups/timed.dump")
-    out = backup_module(host, "offsite.dump", offsite={"bucket": "nf-backups", "prefix": "bench/"})
-    module_upload = out["backup"]["offsite"]["duration_s"]
-    results["offsite"] = {"bytes": dump_bytes, "raw_s": round(raw_upload, 2), "module_s": round(module_upload, 2)}
-    log("offsite: boto3 upload_file %.1f s, db_backup offsite %.1f s (%d MB)" % (raw_upload, module_upload, dump_bytes // 1048576))
+    results["backup"] = {"raw_s": raw_backups, "module_s": module_backups}
+    results["offsite"] = {"bytes": dump_bytes, "raw_s": raw_uploads, "module_s": module_uploads}
+    log("backup (median of %d): pg_dump -Fc %.1f s, db_backup %.1f s" % (REPEAT, raw_backup, module_backup))
+    log("offsite (median of %d): boto3 upload_file %.2f s, db_backup offsite %.2f s (%d MB)"
+        % (REPEAT, raw_upload, module_upload, dump_bytes // 1048576))
 
     host.sh("nself exec postgres pg_dump -U postgres -d %s -Fp > /tmp/bench/plain.sql" % DB)
     host.psql("INSERT INTO public.families (name) VALUES ('changed before the restore')")
