@@ -54,7 +54,7 @@ start_sandbox() {
     fi
   fi
   if ! podman container exists "$name"; then
-    podman run -d --name "$name" --hostname "$name" --tmpfs /srv/minio:rw,size=2g,mode=0755 \
+    podman run -d --name "$name" --hostname "$name" --tmpfs "/srv/minio:rw,size=${SANDBOX_MINIO_SIZE:-2g},mode=0755" \
       --label nfamily.ops.sandbox=1 "$SANDBOX_IMAGE" >/dev/null
   fi
   wait_sandbox "$name"
