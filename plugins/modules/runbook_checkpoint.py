@@ -148,8 +148,8 @@ written:
   description: Whether the state file was written.
   returned: always
   type: bool
-path:
-  description: State file on the host.
+state_file:
+  description: State file on the host. (Not C(path), which Ansible would overwrite the RV(state) with file attributes.)
   returned: always
   type: str
 """
@@ -249,7 +249,7 @@ def main():
         rb.check_name("runbook", params["runbook"])
         path = rb.checkpoint_path(params["state_dir"], params["runbook"])
         state = rb.read_json(path)
-        result = dict(path=path, written=False)
+        result = dict(state_file=path, written=False)
         if module.check_mode and params["action"] in ("start", "done", "finish") and (state is None or state.get("run_id") != params["run_id"]):
             # begin wrote nothing in check mode: predict from a run that has just begun
             declared = (state or {}).get("steps") or ([params["step"]] if params["step"] else [])

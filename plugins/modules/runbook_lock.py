@@ -117,7 +117,7 @@ holder:
   description: The lock found before the call, when another run held it.
   returned: when another run held the lock
   type: dict
-path:
+lock_file:
   description: Lock file on the host.
   returned: always
   type: str
@@ -144,7 +144,7 @@ def acquire(module, path, now):
     params = module.params
     holder = rb.read_json(path)
     action, reason = rb.lock_decision(holder, params, now, params["takeover_run_id"], params["break_lock"])
-    result = dict(path=path, action=action, written=False)
+    result = dict(lock_file=path, action=action, written=False)
     if holder and holder.get("run_id") != params["run_id"]:
         result["holder"] = holder
     if action == "refuse":
@@ -172,7 +172,7 @@ def acquire(module, path, now):
 
 def release(module, path):
     holder = rb.read_json(path)
-    result = dict(path=path, written=False, lock={})
+    result = dict(lock_file=path, written=False, lock={})
     if holder is None:
         result["action"] = "not_held"
         return result

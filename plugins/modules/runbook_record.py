@@ -100,7 +100,7 @@ written:
   description: Whether the record was appended.
   returned: always
   type: bool
-path:
+log_file:
   description: The run log on the host.
   returned: always
   type: str
@@ -156,7 +156,7 @@ def main():
             rb.append_line(path, record)
     except rb.RunbookStateError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, record=record, written=not module.check_mode, path=path)
+    module.exit_json(changed=False, record=record, written=not module.check_mode, log_file=path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 import json
 
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.nfamily.ops.plugins.modules import runbook_checkpoint, runbook_lock, runbook_record
 
 STEPS = ["verify", "safety_backup", "restore", "start"]
@@ -134,3 +137,14 @@ def test_record_check_mode_writes_nothing(run_module, tmp_path):
     args = {"run_id": "r1", "runbook": "db_backup", "result": "check", "state_dir": str(tmp_path), "_ansible_check_mode": True}
     result = run_module(runbook_record.main, args)[0]
     assert result["written"] is False and not (tmp_path / "runs.jsonl").exists()
+
+
+def test_checkpoint_result_keeps_its_state_through_ansible_exit_json(tmp_path, capsys):
+    # AnsibleModule.exit_json adds file attributes (state: file, ...) when a result has a `path`
+    # key: the checkpoint must not return one, or its `state` is overwritten.
+    with patch_module_args(cp_args(tmp_path, action="begin", steps=STEPS, inputs={"backup": "a"})):
+        with pytest.raises(SystemExit):
+            runbook_checkpoint.main()
+    result = json.loads(capsys.readouterr().out)
+    assert isinstance(result["state"], dict) and result["state"]["runs"] == ["r1"]
+    assert result["state_file"].endswith("runs/db_restore.json")
