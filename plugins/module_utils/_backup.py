@@ -20,7 +20,7 @@ import json
 import os
 import time
 
-from ansible_collections.nfamily.ops.plugins.module_utils._runbook import write_json
+from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow, write_json
 
 MANIFEST_SUFFIX = ".manifest.json"
 PARTIAL_PREFIX = "."
@@ -113,10 +113,6 @@ def check_file(manifest):
     return digest
 
 
-def parse_time(text):
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-
-
 def prune_plan(entries, keep_count, keep_days, now):
     """Backups (newest-first manifests) that retention removes: those beyond the newest keep_count and
     those older than keep_days (0 disables either rule). The newest backup is never removed."""
@@ -145,14 +141,6 @@ def stale_partials(directory, now, max_age_s):
             if now.timestamp() - os.path.getmtime(path) > max_age_s:
                 stale.append(path)
     return sorted(stale)
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def isoformat(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def default_name(database, now):
