@@ -139,8 +139,9 @@ class PostgresContainer(object):
                                 env=self.environ)
 
     def query(self, *statements):
-        """Rows of the last statement, as lists of strings (NULL is ''). Several statements run in
-        one psql call, each its own -c, stopping at the first error."""
+        """Rows printed by the statements, as lists of strings (NULL is ''). Several statements run in
+        one psql call, each its own -c (and transaction), stopping at the first error; each statement
+        that returns rows adds them, so give one SELECT when you read the result."""
         tool = self.psql_argv()
         for sql in statements:
             tool += ["-c", sql]
@@ -205,6 +206,11 @@ class PostgresContainer(object):
             tool.append("--compress=%d" % compress)
         if snapshot:
             tool.append("--snapshot=%s" % snapshot)
+        return self.stream_out(tool, dest_handle)
+
+    def stream_out(self, tool, dest_handle):
+        """Stream a tool's stdout into an open binary file; returns (sha256 hex, bytes).
+        Raises PostgresError when the tool fails or writes nothing."""
         proc = self._popen(self.argv(tool), subprocess.DEVNULL, subprocess.PIPE)
         digest, size = hashlib.sha256(), 0
         try:
@@ -220,7 +226,7 @@ class PostgresContainer(object):
             err = proc.stderr.read().decode("utf-8", "replace")
             proc.wait()
         if proc.returncode != 0 or size == 0:
-            raise PostgresError("pg_dump failed (rc %d): %s" % (proc.returncode, err.strip()[:400] or "no output"))
+            raise PostgresError("%s failed (rc %d): %s" % (tool[0], proc.returncode, err.strip()[:400] or "no output"))
         return digest.hexdigest(), size
 
     def feed(self, tool, source_path):

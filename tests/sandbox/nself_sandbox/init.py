@@ -23,8 +23,24 @@ def _hosts():
         pass
 
 
+def _data_dir_in_upper_layer():
+    """On overlayfs a directory of the image's lower layer cannot be renamed (EXDEV), while a docker
+    volume's _data directory on a real host can. Copy the data directory into the container's own
+    layer once, so that moving it aside (point-in-time recovery) behaves as on a real host."""
+    done = os.path.join(paths.VOLUMES_DIR, ".postgres_data.own_layer")
+    if os.path.exists(done) or not os.path.isdir(paths.PG_DATA):
+        return
+    copy = paths.PG_DATA + ".copy"
+    subprocess.run(["rm", "-rf", copy], check=True)
+    subprocess.run(["cp", "-a", paths.PG_DATA, copy], check=True)
+    subprocess.run(["rm", "-rf", paths.PG_DATA], check=True)
+    os.rename(copy, paths.PG_DATA)
+    open(done, "w").close()
+
+
 def main():
     _hosts()
+    _data_dir_in_upper_layer()
     pw = pwd.getpwnam("postgres")
     os.makedirs(paths.PG_SOCKET_DIR, exist_ok=True)
     os.chown(paths.PG_SOCKET_DIR, pw.pw_uid, pw.pw_gid)

@@ -43,8 +43,17 @@ class Project:
         return os.path.isfile(self.compose_file)
 
     def compose(self):
+        """docker-compose.yml merged with docker-compose.custom.yml and docker-compose.override.yml,
+        as nself's compose wrapper passes them (nself-cli.md §2): service keys are merged, and
+        volume lists are joined, a later mount replacing an earlier one at the same target."""
         with open(self.compose_file, encoding="utf-8") as handle:
-            return yaml.safe_load(handle) or {}
+            merged = yaml.safe_load(handle) or {}
+        for extra in ("docker-compose.custom.yml", "docker-compose.override.yml"):
+            path = os.path.join(self.dir, extra)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    _merge_compose(merged, yaml.safe_load(handle) or {})
+        return merged
 
     def service_names(self):
         """`docker compose config --services`, in start order."""
@@ -57,7 +66,11 @@ class Project:
         health = raw.get("healthcheck")
         if health:
             health = dict(health, test=[envfiles.interpolate(str(t), self.vars) for t in health.get("test", [])])
-        return {"image": envfiles.interpolate(raw.get("image", ""), self.vars), "env": env, "healthcheck": health}
+        spec = {"image": envfiles.interpolate(raw.get("image", ""), self.vars), "env": env, "healthcheck": health}
+        binds = [envfiles.interpolate(str(v), self.vars) for v in raw.get("volumes") or [] if _is_bind(str(v))]
+        if binds:
+            spec["volumes"] = binds
+        return spec
 
     def container(self, service, builtin=True):
         # status/logs turn hyphens into underscores; health does not (nself-cli.md §1.1, §1.7).
@@ -72,11 +85,37 @@ class Project:
 
     def config_mtime(self):
         stamps = []
-        for name in ("docker-compose.yml", ".env", ".env.dev", ".env.prod", ".env.secrets", ".env.staging", ".env.local"):
+        for name in ("docker-compose.yml", "docker-compose.override.yml", ".env", ".env.dev", ".env.prod", ".env.secrets", ".env.staging", ".env.local"):
             path = os.path.join(self.dir, name)
             if os.path.exists(path):
                 stamps.append(os.path.getmtime(path))
         return max(stamps or [0])
+
+
+def _is_bind(volume):
+    return volume.startswith(("./", "../", "/", "${"))
+
+
+def _mount_target(volume):
+    return str(volume).split(":")[1] if ":" in str(volume) else str(volume)
+
+
+def _merge_compose(base, extra):
+    for key, value in extra.items():
+        if key != "services":
+            base[key] = value if not isinstance(value, dict) else dict(base.get(key) or {}, **value)
+            continue
+        services = base.setdefault("services", {})
+        for name, spec in (value or {}).items():
+            target = services.setdefault(name, {})
+            for field, setting in (spec or {}).items():
+                if field == "volumes":
+                    added = {_mount_target(v) for v in setting}
+                    target["volumes"] = [v for v in target.get("volumes") or [] if _mount_target(v) not in added] + setting
+                elif isinstance(setting, dict) and isinstance(target.get(field), dict):
+                    target[field] = dict(target[field], **setting)
+                else:
+                    target[field] = setting
 
 
 def _looks_like_project(directory):

@@ -95,7 +95,7 @@ def docker_state(record):
 
 def create(name, service, spec, project_dir):
     record = {"name": name, "service": service, "image": spec["image"], "env": spec["env"],
-              "healthcheck": spec.get("healthcheck"), "config_hash": config_hash(spec),
+              "healthcheck": spec.get("healthcheck"), "volumes": spec.get("volumes") or [], "config_hash": config_hash(spec),
               "project_dir": project_dir, "created_at": now_iso(), "labels": {"com.docker.compose.service": service}}
     save(record)
     return record

@@ -26,6 +26,7 @@ def main(container):
         record.update(exit_code=1, finished_at=runtime.now_iso(), child_pid=None)
         runtime.save(record)
         return 1
+    volumes.bind_mounts(record.get("volumes") or [], record["project_dir"], log)
     if record["image"].startswith("postgres"):
         volumes.init_postgres(record["env"], record["project_dir"])
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",

@@ -34,7 +34,7 @@ def init_postgres(env, project_dir):
         os.unlink(pwfile)
     with open(os.path.join(paths.PG_DATA, "pg_hba.conf"), "w", encoding="utf-8") as handle:
         handle.write("# docker postgres image style: trust on the socket, passwords over TCP\n"
-                     "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n")
+                     "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n")
     os.chown(os.path.join(paths.PG_DATA, "pg_hba.conf"), pw.pw_uid, pw.pw_gid)
     scripts = sorted(glob.glob(os.path.join(project_dir, "postgres", "init", "*.sql")))
     db = env.get("POSTGRES_DB") or "postgres"
@@ -49,3 +49,22 @@ def init_postgres(env, project_dir):
     finally:
         _as_postgres([os.path.join(paths.PG_BIN, "pg_ctl"), "-D", paths.PG_DATA, "-w", "-m", "fast", "stop"], capture_output=True)
     return True
+
+
+def bind_mounts(binds, project_dir, log):
+    """A bind mount `host:container[:mode]` becomes a symlink at the container path: the sandbox's
+    services share the host's filesystem, so this is what a mount looks like from inside."""
+    for bind in binds:
+        source, _sep, rest = bind.partition(":")
+        target = rest.split(":")[0]
+        source = os.path.normpath(os.path.join(project_dir, source))
+        if os.path.islink(target):
+            if os.readlink(target) == source:
+                continue
+            os.unlink(target)
+        elif os.path.exists(target):
+            log.write("bind mount %s: %s exists and is not a mount; left alone\n" % (bind, target))
+            continue
+        os.makedirs(source, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(source, target)
