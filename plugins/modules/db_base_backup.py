@@ -19,7 +19,7 @@ description:
   - The tarball is read to its end (gzip checksums included) and must hold C(backup_label), C(PG_VERSION) and
     C(global/pg_control) before it is renamed to C(base_<UTC time>.tar.gz). Its manifest C(<file>.json) (sha256, size,
     start WAL segment, times, server version, system identifier) is written last, atomically, 0600.
-  - Requires WAL archiving (M(nfamily.ops.db_wal_archive)): a base backup is only a starting point; recovery to a later
+  - Requires WAL archiving (M(nfamily.ops.db_wal_archive)). A base backup is only a starting point; recovery to a later
     time replays the archive.
   - Retention keeps the newest O(keep_count) base backups and, with O(prune_archive), removes the archived WAL segments
     that only older base backups needed (like C(pg_archivecleanup)).

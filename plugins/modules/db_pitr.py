@@ -164,7 +164,8 @@ from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresCon
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
 
 UP_STATES = ("healthy", "starting", "unhealthy", "restarting", "running")
-EVIDENCE = ("recovery stopping", "last completed transaction", "selected new timeline", "archive recovery complete",
+RECOVERY_START = "starting point-in-time recovery"
+EVIDENCE = (RECOVERY_START, "recovery stopping", "last completed transaction", "selected new timeline", "archive recovery complete",
             "redo done", "recovery has paused", "FATAL", "PANIC")
 
 
@@ -232,9 +233,15 @@ class Recovery(object):
             raise pitr.PitrError("postgres is %s; stop it first (nself stop %s) so its data directory can be replaced"
                                  % (status, self.params["postgres_service"]))
 
-    def log_lines(self, count=200):
+    def log_lines(self, count=300):
+        """The server's log lines about the last recovery (where it started, stopped, or why it failed)."""
         result = self.cli.run(["logs", self.params["postgres_service"], "--tail", str(count)])
-        return [line.strip() for line in result.stdout.splitlines() if any(key in line for key in EVIDENCE)]
+        lines = result.stdout.splitlines()
+        starts = [i for i, line in enumerate(lines) if RECOVERY_START in line or "starting archive recovery" in line]
+        lines = lines[starts[-1]:] if starts else lines
+        # nself prefixes "<time> [postgres   ] "; clients refused during startup are noise
+        return [line.split("] ", 1)[-1].strip() for line in lines
+                if any(key in line for key in EVIDENCE) and "is starting up" not in line]
 
 
 def chosen_base(recovery, target, now):
@@ -373,9 +380,9 @@ def wait_recovered(recovery, result, check_mode):
             if params["target_action"] == "pause" and recovery.pg.value("SELECT pg_get_wal_replay_pause_state()") == "paused":
                 break
         elif recovery.postgres_status() not in UP_STATES:
-            raise pitr.PitrError("postgres stopped during recovery; its log says: %s. The data directory moved aside is "
-                                 "untouched (state=rolled_back puts it back)"
-                                 % (" | ".join(recovery.log_lines()[-6:]) or why))
+            raise pitr.PitrError("postgres stopped during recovery; its log says: %s. The data directory moved aside "
+                                 "is untouched (state=rolled_back puts it back)"
+                                 % (" | ".join(recovery.log_lines()[-4:]) or why))
         if time.time() > deadline:
             raise pitr.PitrError("recovery did not finish within %d s; it may still be replaying WAL (see nself logs "
                                  "postgres); re-run to keep waiting, or raise the timeout" % params["timeout"])

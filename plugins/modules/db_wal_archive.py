@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: db_wal_archive
-short_description: Turn continuous WAL archiving of an nself project's PostgreSQL on or off, and prove it works
+short_description: Turn continuous WAL archiving of an nself project's PostgreSQL on or off, and prove that it works
 version_added: 0.1.0
 description:
   - Point-in-time recovery needs every WAL segment since a base backup. This module archives them into a host directory,
@@ -20,7 +20,7 @@ description:
     is C(minimal)), and reloads the configuration. C(archive_mode) and a new mount only take effect when the postgres
     container is recreated; the module then returns RV(restart_required) and changes nothing else. Restart the stack
     with M(nfamily.ops.nself_service) (V(restarted), no services), then run this module again.
-  - When nothing waits for a restart, V(enabled) proves the archive works, without trusting settings alone: a probe file
+  - When nothing waits for a restart, V(enabled) proves that the archive works, without trusting settings alone. A probe file
     written on the host must be visible in the container, and a forced WAL switch must land in O(archive_dir) as a file.
 extends_documentation_fragment:
   - nfamily.ops.nself
@@ -122,6 +122,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresError, pg_argument_spec, project_database, quote_literal
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
+
 
 def argument_spec():
     spec = nself_argument_spec()
