@@ -23,6 +23,7 @@ import subprocess
 import threading
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import clean_output
 
 CHUNK = 1024 * 1024
 FIELD_SEP = "\x1f"
@@ -121,7 +122,7 @@ class PostgresContainer(object):
         self.commands.append(argv)
         rc, out, err = self.module.run_command(argv, cwd=self.project_dir, environ_update={"NO_COLOR": "1"})
         if rc != 0:
-            raise PostgresError("%s failed (rc %d): %s" % (tool[0], rc, (err or out).strip()[:400]))
+            raise PostgresError("%s failed (rc %d): %s" % (tool[0], rc, clean_output(err or out).strip()[:400]))
         return out
 
     def data_free_bytes(self):
@@ -223,7 +224,7 @@ class PostgresContainer(object):
                 dest_handle.write(chunk)
         finally:
             proc.stdout.close()
-            err = proc.stderr.read().decode("utf-8", "replace")
+            err = clean_output(proc.stderr.read().decode("utf-8", "replace"))
             proc.wait()
         if proc.returncode != 0 or size == 0:
             raise PostgresError("%s failed (rc %d): %s" % (tool[0], proc.returncode, err.strip()[:400] or "no output"))
@@ -256,7 +257,7 @@ class PostgresContainer(object):
             for reader in readers:
                 reader.join()
         out = b"".join(out_chunks).decode("utf-8", "replace")
-        err = b"".join(err_chunks).decode("utf-8", "replace")
+        err = clean_output(b"".join(err_chunks).decode("utf-8", "replace"))
         if proc.returncode != 0:
             raise PostgresError("%s failed (rc %d): %s" % (tool[0], proc.returncode, err.strip()[-600:] or out.strip()[-300:]))
         return out, err

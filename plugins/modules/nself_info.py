@@ -20,6 +20,7 @@ description:
     and filters.
 extends_documentation_fragment:
   - nfamily.ops.nself
+  - nfamily.ops.postgres
   - nfamily.ops.attributes
   - nfamily.ops.attributes.nself_group
 attributes:
@@ -31,10 +32,49 @@ options:
   gather:
     description:
       - Which facts to collect. V(doctor) runs the full C(nself doctor) diagnosis and can take several seconds.
+      - V(database) runs C(SELECT 1) and reads connection use against C(max_connections) with C(psql) inside the postgres
+        container; V(disk) reads the free space of the project directory's filesystem; V(endpoints) probes O(endpoints)
+        from the host, all at once.
     type: list
     elements: str
-    choices: [version, status, health, urls, doctor]
+    choices: [version, status, health, urls, doctor, database, disk, endpoints]
     default: [version, status, health]
+  endpoints:
+    description:
+      - HTTP endpoints probed with V(endpoints). An endpoint is ok when its status code is one of C(status) (default
+        C([200])), its JSON body's C(status) equals C(json_status) when given (nFamily's C(/ready) answers 200 when not
+        ready), and its body contains C(body) when given.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: A label for the report.
+        type: str
+        required: true
+      url:
+        description: The URL, as seen from the host.
+        type: str
+        required: true
+      status:
+        description: Accepted status codes.
+        type: list
+        elements: int
+        default: [200]
+      json_status:
+        description: Required value of the C(status) key of a JSON body.
+        type: str
+      body:
+        description: Text the body must contain.
+        type: str
+      validate_certs:
+        description: Check the TLS certificate.
+        type: bool
+        default: true
+  timeout:
+    description: Seconds each endpoint probe may take.
+    type: int
+    default: 5
   services:
     description:
       - Only report these services from the status list. An empty list reports every service.
@@ -148,6 +188,38 @@ doctor:
     output:
       description: Doctor's standard output, cleaned of ANSI codes.
       type: str
+database:
+  description: Whether the database answers, and its connection use.
+  returned: when O(gather) contains V(database)
+  type: dict
+  contains:
+    reachable:
+      description: True when C(SELECT 1) answered.
+      type: bool
+    error:
+      description: Why it did not (the client's message, such as C(sorry, too many clients already)).
+      type: str
+    connections:
+      description: Client connections open.
+      type: int
+    max_connections:
+      description: The server's C(max_connections).
+      type: int
+    usage_percent:
+      description: RV(database.connections) as a percentage of RV(database.max_connections).
+      type: int
+  sample: {"reachable": true, "error": "", "connections": 12, "max_connections": 50, "usage_percent": 24}
+endpoints:
+  description: One result per probed endpoint.
+  returned: when O(gather) contains V(endpoints)
+  type: list
+  elements: dict
+  sample: [{"name": "auth /ready", "url": "http://127.0.0.1:4000/ready", "status": 200, "ok": false, "detail": "not_ready"}]
+disk:
+  description: Free space of the filesystem holding the project directory.
+  returned: when O(gather) contains V(disk)
+  type: dict
+  sample: {"path": "/opt/nself-family/backend", "free_bytes": 1073741824, "total_bytes": 8589934592, "used_percent": 87}
 commands:
   description: Every nself command the module ran, with its exit code.
   returned: always
@@ -158,11 +230,77 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.six.moves.urllib.error import HTTPError
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
     NselfCLI,
     NselfError,
     nself_argument_spec,
 )
+from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
+
+
+def database_facts(module):
+    """SELECT 1 and connection use, through psql in the postgres container; a failure is a fact here."""
+    params = module.params
+    env, _files = nenv.load_cascade(params["project_dir"], params["environment"] or nenv.detect_environment(params["project_dir"]))
+    facts = {"reachable": False, "error": "", "connections": None, "max_connections": None, "usage_percent": None}
+    try:
+        pg = PostgresContainer(module, params["project_dir"], env, params["nself_bin"], params["via"], params["postgres_service"],
+                               {"NSELF_ENV": params["environment"]} if params["environment"] else None)
+        row = pg.query("SELECT 1, (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
+                       "current_setting('max_connections')::int")[0]
+    except PostgresError as exc:
+        message = str(exc)
+        facts["error"] = message[message.index("FATAL:"):].strip() if "FATAL:" in message else message
+        return facts
+    connections, maximum = int(row[1]), int(row[2])
+    facts.update(reachable=row[0] == "1", connections=connections, max_connections=maximum,
+                 usage_percent=connections * 100 // maximum if maximum else None)
+    return facts
+
+
+def probe(endpoint, timeout):
+    """{name, url, status, ok, detail} of one endpoint; status -1 when nothing answered."""
+    status, body, error = -1, "", ""
+    try:
+        response = open_url(endpoint["url"], timeout=timeout, validate_certs=endpoint["validate_certs"],
+                            follow_redirects="none")
+        status, body = response.getcode(), response.read(65536).decode("utf-8", "replace")
+    except HTTPError as exc:
+        status, body = exc.code, exc.read(65536).decode("utf-8", "replace") if exc.fp else ""
+    except Exception as exc:  # refused, timed out, TLS, DNS: all mean "no answer" here
+        error = str(getattr(exc, "reason", exc))
+    try:
+        document = json.loads(body) if body else {}
+    except ValueError:
+        document = {}
+    json_status = document.get("status") if isinstance(document, dict) else None
+    ok = (status in endpoint["status"]
+          and (endpoint["json_status"] is None or json_status == endpoint["json_status"])
+          and (endpoint["body"] is None or endpoint["body"] in body))
+    detail = error or (json_status if json_status is not None else " ".join(body.split())[:60])
+    return {"name": endpoint["name"], "url": endpoint["url"], "status": status, "ok": ok, "detail": str(detail)[:120]}
+
+
+def probe_all(endpoints, timeout):
+    if not endpoints:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(endpoints))) as pool:
+        return list(pool.map(lambda e: probe(e, timeout), endpoints))
+
+
+def disk_facts(path):
+    stats = os.statvfs(path)
+    total, free = stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
+    return {"path": path, "free_bytes": free, "total_bytes": total,
+            "used_percent": (total - free) * 100 // total if total else None}
 
 
 def gather_facts(cli, gather, wanted_services):
@@ -190,15 +328,31 @@ def gather_facts(cli, gather, wanted_services):
         result["urls"] = cli.urls()
     if "doctor" in gather:
         result["doctor"] = cli.doctor()
+    if "database" in gather:
+        result["database"] = database_facts(cli.module)
+    if "disk" in gather:
+        result["disk"] = disk_facts(cli.project_dir)
+    if "endpoints" in gather:
+        result["endpoints"] = probe_all(cli.module.params["endpoints"], cli.module.params["timeout"])
     return result, warnings
 
 
 def main():
     argument_spec = nself_argument_spec()
+    argument_spec.update(pg_argument_spec())
     argument_spec.update(
         gather=dict(type="list", elements="str", default=["version", "status", "health"],
-                    choices=["version", "status", "health", "urls", "doctor"]),
+                    choices=["version", "status", "health", "urls", "doctor", "database", "disk", "endpoints"]),
         services=dict(type="list", elements="str", default=[]),
+        endpoints=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            url=dict(type="str", required=True),
+            status=dict(type="list", elements="int", default=[200]),
+            json_status=dict(type="str"),
+            body=dict(type="str"),
+            validate_certs=dict(type="bool", default=True),
+        )),
+        timeout=dict(type="int", default=5),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     cli = None

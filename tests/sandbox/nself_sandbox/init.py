@@ -7,18 +7,21 @@ import subprocess
 import sys
 import time
 
-from . import paths
+from . import envfiles, paths
 
 SERVICE_HOSTS = "postgres hasura auth api minio redis nginx scheduler"
 
 
-def _hosts():
+def _hosts(project):
+    """Service names, and the public domain as the world's DNS would resolve it for this host."""
+    domain = envfiles.load_cascade(project, envfiles.detect_environment(project)).get("BASE_DOMAIN")
+    public = " %s storage.%s" % (domain, domain) if domain else ""
     try:
         with open("/etc/hosts", encoding="utf-8") as handle:
             if SERVICE_HOSTS in handle.read():
                 return
         with open("/etc/hosts", "a", encoding="utf-8") as handle:
-            handle.write("127.0.0.1 %s\n" % SERVICE_HOSTS)
+            handle.write("127.0.0.1 %s%s\n" % (SERVICE_HOSTS, public))
     except OSError:
         pass
 
@@ -39,7 +42,8 @@ def _data_dir_in_upper_layer():
 
 
 def main():
-    _hosts()
+    project = os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT)
+    _hosts(project)
     _data_dir_in_upper_layer()
     pw = pwd.getpwnam("postgres")
     os.makedirs(paths.PG_SOCKET_DIR, exist_ok=True)
@@ -47,7 +51,6 @@ def main():
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    project = os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT)
     if os.environ.get("NSELF_SANDBOX_AUTOSTART", "1") == "1":
         subprocess.run(["nself", "start", "--timeout", "90"], cwd=project, stdin=subprocess.DEVNULL,
                        stdout=sys.stdout, stderr=sys.stderr, check=False)

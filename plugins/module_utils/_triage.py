@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
+
+"""The API outage runbook's resolution table as a function of the evidence triage collects.
+
+classify() takes one evidence dict and returns the root cause, the services concerned, the evidence
+lines that support it, and the table's action. The order of the checks is the order of causality:
+a database that is down makes auth and api fail their readiness, so it is named, not them; a
+crash that left "out of memory" in its logs is an OOM, not a plain crash; an nginx that exited on
+a config error is a misconfiguration.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+UP = ("healthy", "starting")
+DOWN = ("exited", "stopped", "dead", "created", "removing", "restarting", "not_found")
+OOM_RE = re.compile(r"out of memory|heap out of memory|oomkilled|cannot allocate memory|killed process .* oom", re.I)
+NGINX_CONFIG_RE = re.compile(r"\[emerg\]|configuration file .* test failed|unknown directive|host not found in upstream", re.I)
+EXHAUSTED_RE = re.compile(r"too many clients|remaining connection slots are reserved|too many connections", re.I)
+EXHAUSTED_PERCENT = 90
+
+ACTIONS = {
+    "healthy": ("none", False, "nothing to do"),
+    "database_down": ("restart", False, "nself restart postgres, then check that the database answers"),
+    "connection_pool_exhausted": ("full_restart", True, "nself stop && nself start (full restart)"),
+    "out_of_memory": ("manual", True, "raise the container memory limits in .env, then nself build && nself restart"),
+    "service_crashed": ("restart", False, "nself restart <service>"),
+    "service_unhealthy": ("restart", False, "nself restart <service>"),
+    "nginx_misconfigured": ("rebuild_nginx", True, "nself build to regenerate the config, then nself restart nginx"),
+    "dns_failure": ("manual", False, "check the server's DNS settings and the domain's records"),
+    "unknown": ("manual", False, "read the evidence; nself doctor; review recent changes, consider a rollback"),
+}
+
+
+def _statuses(evidence):
+    return dict((s.get("name"), s.get("status") or "unknown") for s in evidence.get("services") or [])
+
+
+def _log_hits(evidence, service, pattern):
+    return [entry.get("message", "") for entry in (evidence.get("logs") or {}).get(service, [])
+            if pattern.search(entry.get("message", ""))]
+
+
+def _last_log(evidence, service):
+    entries = (evidence.get("logs") or {}).get(service) or []
+    return "; its last log line: %s" % entries[-1].get("message", "")[:200] if entries else ""
+
+
+def classify(evidence):
+    """{cause, services, evidence, action, disruptive, description} for the evidence of one host."""
+    statuses = _statuses(evidence)
+    database = evidence.get("database") or {}
+    cause, services, lines = _classify(evidence, statuses, database)
+    kind, disruptive, description = ACTIONS[cause]
+    if kind == "restart" and services:
+        description = "nself restart %s" % " ".join(services) if cause != "database_down" else description
+    return {"cause": cause, "services": services, "evidence": lines, "action": kind, "disruptive": disruptive,
+            "description": description}
+
+
+def _classify(evidence, statuses, database):
+    postgres = statuses.get("postgres")
+    db_error = database.get("error") or ""
+    if postgres is not None and postgres not in UP + ("unhealthy",):
+        return "database_down", ["postgres"], ["postgres is %s" % postgres] + (["SELECT 1: %s" % db_error] if db_error else [])
+    if database and not database.get("reachable") and not EXHAUSTED_RE.search(db_error):
+        return "database_down", ["postgres"], ["postgres is %s but SELECT 1 fails: %s" % (postgres or "unknown", db_error)]
+    if EXHAUSTED_RE.search(db_error):
+        return "connection_pool_exhausted", ["postgres"], ["SELECT 1: %s" % db_error]
+    if database.get("usage_percent") is not None and database["usage_percent"] >= EXHAUSTED_PERCENT:
+        return "connection_pool_exhausted", ["postgres"], ["%s of %s connections in use" % (
+            database.get("connections"), database.get("max_connections"))]
+
+    down = [name for name, status in statuses.items() if status in DOWN]
+    oom = [name for name in down if _log_hits(evidence, name, OOM_RE)]
+    if oom:
+        return "out_of_memory", oom, ["%s: %s" % (name, _log_hits(evidence, name, OOM_RE)[-1]) for name in oom]
+    nginx_config = _log_hits(evidence, "nginx", NGINX_CONFIG_RE)
+    if statuses.get("nginx") in DOWN + ("unhealthy",) and nginx_config:
+        return "nginx_misconfigured", ["nginx"], ["nginx is %s: %s" % (statuses["nginx"], nginx_config[-1])]
+    if down:
+        return "service_crashed", sorted(down), ["%s is %s%s" % (name, statuses[name], _last_log(evidence, name))
+                                                 for name in sorted(down)]
+    unhealthy = sorted(name for name, status in statuses.items() if status == "unhealthy")
+    if unhealthy:
+        return "service_unhealthy", unhealthy, ["%s is unhealthy" % name for name in unhealthy]
+
+    routes = [r for r in evidence.get("routes") or [] if not r.get("ok")]
+    if routes:
+        return "nginx_misconfigured", ["nginx"], ["%s answered %s" % (r.get("name"), r.get("status")) for r in routes]
+    dns = evidence.get("dns") or {}
+    if dns and not dns.get("resolved"):
+        return "dns_failure", [], ["%s does not resolve on the host: %s" % (dns.get("domain"), dns.get("error") or "no address")]
+    endpoints = [e for e in evidence.get("endpoints") or [] if not e.get("ok")]
+    if endpoints:
+        return "unknown", [], ["%s: %s %s" % (e.get("name"), e.get("status"), e.get("detail", "")) for e in endpoints]
+    return "healthy", [], ["every service healthy, the database answers, every endpoint and route answers"]
