@@ -48,3 +48,51 @@ def test_unparsable_status_fails_with_the_command(run_module, tmp_path):
 def test_missing_project_fails_before_running_nself(run_module, tmp_path):
     result, calls = run_module(nself_info.main, {"project_dir": str(tmp_path / "missing")}, {})
     assert result["failed"] and "does not exist" in result["msg"] and calls == []
+
+
+def serve(routes):
+    """A local HTTP server answering {path: (status, body)}; returns (server, base url)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = routes.get(self.path, (404, "not found"))
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]
+
+
+def endpoint(name, url, **extra):
+    spec = {"name": name, "url": url, "status": [200], "json_status": None, "body": None, "validate_certs": True}
+    spec.update(extra)
+    return spec
+
+
+def test_endpoints_are_judged_by_status_json_status_and_body():
+    server, base = serve({"/ready": (200, '{"status": "not_ready"}'), "/health": (200, "healthy\n"),
+                          "/auth/me": (401, '{"error": "unauthorized"}'), "/down": (503, '{"status": "error"}')})
+    try:
+        results = nself_info.probe_all([
+            endpoint("ready", base + "/ready", json_status="ready"),
+            endpoint("health", base + "/health", body="healthy"),
+            endpoint("route", base + "/auth/me", status=[200, 401]),
+            endpoint("down", base + "/down"),
+            endpoint("refused", "http://127.0.0.1:9/"),
+        ], timeout=5)
+    finally:
+        server.shutdown()
+    by_name = dict((r["name"], r) for r in results)
+    assert [r["name"] for r in results] == ["ready", "health", "route", "down", "refused"]
+    assert by_name["ready"]["ok"] is False and by_name["ready"]["detail"] == "not_ready"
+    assert by_name["health"]["ok"] is True
+    assert by_name["route"]["ok"] is True and by_name["route"]["status"] == 401
+    assert by_name["down"]["ok"] is False and by_name["down"]["status"] == 503
+    assert by_name["refused"]["status"] == -1 and by_name["refused"]["ok"] is False and by_name["refused"]["detail"]

@@ -1,0 +1,79 @@
+import pytest
+
+from ansible_collections.nfamily.ops.plugins.module_utils._triage import classify
+
+SERVICES = ["postgres", "redis", "minio", "hasura", "auth", "api", "scheduler", "nginx"]
+
+
+def evidence(statuses=None, database=None, logs=None, routes=None, endpoints=None, dns=None):
+    statuses = dict(dict((name, "healthy") for name in SERVICES), **(statuses or {}))
+    return {
+        "services": [{"name": name, "status": status} for name, status in statuses.items()],
+        "database": database if database is not None else {"reachable": True, "error": "", "connections": 5,
+                                                            "max_connections": 50, "usage_percent": 10},
+        "logs": dict((service, [{"message": m} for m in lines]) for service, lines in (logs or {}).items()),
+        "routes": routes or [],
+        "endpoints": endpoints or [],
+        "dns": dns if dns is not None else {"domain": "family.nself.org", "resolved": True, "error": ""},
+    }
+
+
+def test_healthy_host():
+    result = classify(evidence())
+    assert result["cause"] == "healthy" and result["action"] == "none" and not result["services"]
+
+
+def test_crashed_service_is_restarted_alone_with_its_last_log_line_as_evidence():
+    result = classify(evidence({"auth": "exited"}, logs={"auth": ["listening", "Error: boom"]},
+                               endpoints=[{"name": "auth /health", "ok": False, "status": -1}]))
+    assert result["cause"] == "service_crashed" and result["services"] == ["auth"]
+    assert result["action"] == "restart" and result["disruptive"] is False
+    assert result["description"] == "nself restart auth"
+    assert "Error: boom" in result["evidence"][0]
+
+
+def test_database_down_is_named_not_the_api_that_fails_because_of_it():
+    result = classify(evidence({"postgres": "exited"}, database={"reachable": False, "error": "Service 'postgres' is not running"},
+                               endpoints=[{"name": "api /ready", "ok": False, "status": 200}]))
+    assert result["cause"] == "database_down" and result["services"] == ["postgres"]
+    assert result["action"] == "restart" and not result["disruptive"]
+
+
+@pytest.mark.parametrize("database", [
+    {"reachable": False, "error": "FATAL:  sorry, too many clients already"},
+    {"reachable": True, "error": "", "connections": 48, "max_connections": 50, "usage_percent": 96},
+])
+def test_connection_exhaustion_needs_a_full_restart_which_is_disruptive(database):
+    result = classify(evidence(database=database))
+    assert result["cause"] == "connection_pool_exhausted"
+    assert result["action"] == "full_restart" and result["disruptive"] is True
+
+
+def test_out_of_memory_beats_a_plain_crash():
+    result = classify(evidence({"api": "exited"}, logs={"api": ["FATAL ERROR: Reached heap limit - JavaScript heap out of memory"]}))
+    assert result["cause"] == "out_of_memory" and result["services"] == ["api"] and result["action"] == "manual"
+
+
+def test_nginx_down_on_a_config_error_is_a_misconfiguration():
+    result = classify(evidence({"nginx": "exited"}, logs={"nginx": ['nginx: [emerg] unknown directive "this_is_not"']}))
+    assert result["cause"] == "nginx_misconfigured" and result["action"] == "rebuild_nginx" and result["disruptive"]
+
+
+def test_a_failing_route_with_healthy_services_is_nginx():
+    result = classify(evidence(routes=[{"name": "nginx /api/ route", "ok": False, "status": 502}]))
+    assert result["cause"] == "nginx_misconfigured" and "502" in result["evidence"][0]
+
+
+def test_unhealthy_service_is_restarted():
+    result = classify(evidence({"hasura": "unhealthy"}))
+    assert result["cause"] == "service_unhealthy" and result["services"] == ["hasura"] and result["action"] == "restart"
+
+
+def test_dns_failure_needs_a_person():
+    result = classify(evidence(dns={"domain": "family.nself.org", "resolved": False, "error": "no address"}))
+    assert result["cause"] == "dns_failure" and result["action"] == "manual"
+
+
+def test_failing_endpoint_without_a_known_cause_is_unknown():
+    result = classify(evidence(endpoints=[{"name": "api /ready", "ok": False, "status": 200, "detail": "not_ready"}]))
+    assert result["cause"] == "unknown" and "api /ready" in result["evidence"][0]
