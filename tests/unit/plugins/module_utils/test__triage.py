@@ -2,6 +2,7 @@ import pytest
 
 from ansible_collections.nfamily.ops.plugins.module_utils._triage import classify
 
+HEALTHY_DATABASE = {"reachable": True, "error": "", "connections": 5, "max_connections": 50, "usage_percent": 10}
 SERVICES = ["postgres", "redis", "minio", "hasura", "auth", "api", "scheduler", "nginx"]
 
 
@@ -9,8 +10,7 @@ def evidence(statuses=None, database=None, logs=None, routes=None, endpoints=Non
     statuses = dict(dict((name, "healthy") for name in SERVICES), **(statuses or {}))
     return {
         "services": [{"name": name, "status": status} for name, status in statuses.items()],
-        "database": database if database is not None else {"reachable": True, "error": "", "connections": 5,
-                                                            "max_connections": 50, "usage_percent": 10},
+        "database": database if database is not None else HEALTHY_DATABASE,
         "logs": dict((service, [{"message": m} for m in lines]) for service, lines in (logs or {}).items()),
         "routes": routes or [],
         "endpoints": endpoints or [],
