@@ -17,7 +17,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
+import re
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 
 try:
     import boto3
@@ -148,3 +152,46 @@ def put_bytes(s3, bucket, key, data):
         s3.put_object(Bucket=bucket, Key=key, Body=data)
     except (BotoCoreError, ClientError) as exc:
         raise S3Error("writing s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
+
+
+# ---------------------------------------------------------------- the MinIO modules' connection
+
+BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def minio_argument_spec():
+    """Top-level connection options of the minio_* modules; what is not given comes from the env cascade."""
+    spec = s3_argument_options()
+    spec.update(project_dir=dict(type="path"), environment=dict(type="str", choices=["dev", "staging", "prod"]))
+    return spec
+
+
+def module_settings(params):
+    """Connection settings of a minio_* module: explicit options, then the project's env cascade."""
+    env = {}
+    if params.get("project_dir"):
+        if not os.path.isdir(params["project_dir"]):
+            raise S3Error("project_dir %s does not exist; set it to the nself project, or give endpoint_url, access_key "
+                          "and secret_key" % params["project_dir"])
+        env_name = params.get("environment") or nenv.detect_environment(params["project_dir"])
+        env, _files = nenv.load_cascade(params["project_dir"], env_name)
+    return settings_from_env(env, params), env
+
+
+def check_bucket_name(name):
+    if not BUCKET_RE.match(name or ""):
+        raise S3Error("bucket name %r is not valid: 3 to 63 lower-case letters, digits, '.' or '-', starting and ending "
+                      "with a letter or digit" % name)
+    return name
+
+
+def error_code(exc):
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

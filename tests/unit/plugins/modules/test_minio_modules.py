@@ -1,0 +1,80 @@
+import datetime
+
+import pytest
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
+from ansible_collections.nfamily.ops.plugins.modules import minio_bucket, minio_prune
+
+NOW = datetime.datetime(2026, 11, 27, 3, 0, tzinfo=datetime.timezone.utc)
+
+
+def obj(key, days_old, size=10):
+    return {"Key": key, "Size": size, "LastModified": NOW - datetime.timedelta(days=days_old)}
+
+
+OBJECTS = [obj("prod/f1/family/media/a/1.jpg", 400), obj("prod/f1/family/media/b/2.jpg", 200),
+           obj("prod/f1/family/media/c/3.jpg", 10), obj("prod/f1/family/media/d/4.jpg", 1),
+           obj("prod/f10/family/media/e/5.jpg", 900)]
+
+
+def keys(objects):
+    return [o["Key"] for o in objects]
+
+
+def test_prune_by_age_keeps_newer_objects_and_stays_inside_the_prefix():
+    doomed = minio_prune.released(OBJECTS, "prod/f1/", 100, 0, NOW)
+    assert keys(doomed) == ["prod/f1/family/media/a/1.jpg", "prod/f1/family/media/b/2.jpg"]  # oldest first, f10 untouched
+
+
+def test_prune_by_count_keeps_the_newest():
+    assert keys(minio_prune.released(OBJECTS, "prod/f1/", 0, 3, NOW)) == ["prod/f1/family/media/a/1.jpg"]
+
+
+def test_prune_never_releases_the_newest_n_even_when_old():
+    old = [obj("p/a", 900), obj("p/b", 800)]
+    assert minio_prune.released(old, "p/", 30, 2, NOW) == []
+    assert keys(minio_prune.released(old, "p/", 30, 1, NOW)) == ["p/a"]  # p/b is the newest
+
+
+def test_prune_refuses_an_empty_prefix_and_no_rule(run_module):
+    result = run_module(minio_prune.main, {"bucket": "nf-media", "prefix": "", "older_than_days": 1}, {})[0]
+    assert result["failed"] and "prefix must not be empty" in result["msg"]
+    result = run_module(minio_prune.main, {"bucket": "nf-media", "prefix": "prod/"}, {})[0]
+    assert result["failed"] and "set older_than_days or keep_newest" in result["msg"]
+
+
+@pytest.mark.parametrize("name", ["ab", "Upper", "under_score", "-lead", "trail-", "a..b", "192.168.1.1", "x" * 64])
+def test_bad_bucket_names_are_refused(name):
+    with pytest.raises(s3lib.S3Error, match="is not valid"):
+        s3lib.check_bucket_name(name)
+
+
+def test_good_bucket_names_pass():
+    for name in ("nself-family-prod", "nf-backups", "a.b.c"):
+        assert s3lib.check_bucket_name(name) == name
+
+
+def test_named_policies_and_their_canonical_form():
+    assert minio_bucket.policy_document("media", "private") == {}
+    download = minio_bucket.policy_document("media", "download")
+    assert download["Statement"][0]["Action"] == ["s3:GetObject"]
+    assert download["Statement"][0]["Resource"] == ["arn:aws:s3:::media/*"]
+    assert len(minio_bucket.policy_document("media", "public")["Statement"]) == 2
+    as_returned = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"},
+                                                           "Action": "s3:GetObject", "Resource": "arn:aws:s3:::media/*"}]}
+    assert minio_bucket.canonical(as_returned) == minio_bucket.canonical(download)
+    assert minio_bucket.policy_document("media", None) is None
+    with pytest.raises(s3lib.S3Error, match="policy must be"):
+        minio_bucket.policy_document("media", "world-writable")
+
+
+def test_settings_come_from_the_env_cascade_and_prefer_s3_keys(tmp_path):
+    (tmp_path / ".env").write_text("ENV=prod\nMINIO_PORT=9002\nMINIO_ROOT_USER=root\nMINIO_ROOT_PASSWORD=rootpw\n"
+                                   "S3_ACCESS_KEY=app\nS3_SECRET_KEY=apppw\n")
+    settings, env = s3lib.module_settings({"project_dir": str(tmp_path), "environment": None})
+    assert settings["endpoint_url"] == "http://127.0.0.1:9002"
+    assert (settings["access_key"], settings["secret_key"]) == ("app", "apppw")
+    given = {"project_dir": str(tmp_path), "environment": None, "access_key": "x", "secret_key": "y"}
+    assert s3lib.module_settings(given)[0]["access_key"] == "x"
+    with pytest.raises(s3lib.S3Error, match="does not exist"):
+        s3lib.module_settings({"project_dir": str(tmp_path / "nope"), "environment": None})
