@@ -5,12 +5,13 @@
 
 # This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
 
-"""Free space of the filesystem a path is (or will be) on."""
+"""Free space of the filesystem a path is (or will be) on, and where a compose volume lives."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 
 
@@ -28,3 +29,28 @@ def free_bytes(path):
 
 def mib(size):
     return "%d MiB" % (size // 1048576)
+
+
+def usage(path):
+    """{path, free_bytes, total_bytes, used_percent} of the filesystem holding path."""
+    stats = os.statvfs(existing_parent(path))
+    total, free = stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
+    return {"path": path, "free_bytes": free, "total_bytes": total,
+            "used_percent": (total - free) * 100 // total if total else None}
+
+
+class VolumeError(Exception):
+    """A compose volume that cannot be located on the host."""
+
+
+def volume_mountpoint(module, volume):
+    """The host directory of a named volume (`docker volume inspect`), e.g. <PROJECT_NAME>_minio_data."""
+    docker = module.get_bin_path("docker")
+    if not docker:
+        raise VolumeError("docker is not on PATH, so the volume %s cannot be located; give its host path" % volume)
+    rc, out, err = module.run_command([docker, "volume", "inspect", volume])
+    try:
+        return json.loads(out)[0]["Mountpoint"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        raise VolumeError("`docker volume inspect %s` failed (rc %d): %s; give the volume's host path"
+                          % (volume, rc, (err or out).strip()[:300]))

@@ -5,7 +5,7 @@
 
 # This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
 
-"""The API outage runbook's resolution table as a function of the evidence triage collects.
+"""The outage runbooks' resolution tables as functions of the evidence the roles collect.
 
 classify() takes one evidence dict and returns the root cause, the services concerned, the evidence
 lines that support it, and the table's action. The order of the checks is the order of causality:
@@ -103,3 +103,39 @@ def _classify(evidence, statuses, database):
     if endpoints:
         return "unknown", [], ["%s: %s %s" % (e.get("name"), e.get("status"), e.get("detail", "")) for e in endpoints]
     return "healthy", [], ["every service healthy, the database answers, every endpoint and route answers"]
+
+
+# ---------------------------------------------------------------- object storage
+
+STORAGE_ACTIONS = {
+    "healthy": ("none", "nothing to do"),
+    "minio_down": ("restart", "nself restart minio"),
+    "permission_error": ("manual", "make the access and secret keys in the env files match what MinIO accepts"),
+    "bucket_missing": ("create_buckets", "recreate the bucket(s) with their policy"),
+    "disk_full": ("prune", "delete old media under the prune policy, or expand the storage"),
+}
+
+
+def classify_storage(evidence, disk_max_used_percent=95):
+    """{cause, buckets, evidence, action, description} of the object storage runbook's table."""
+    status = evidence.get("status") or "unknown"
+    info = evidence.get("minio") or {}
+    disk = evidence.get("disk") or {}
+    if status not in UP or not info.get("reachable"):
+        cause, lines = "minio_down", ["minio is %s" % status] + ([] if info.get("reachable") else ["the S3 endpoint does not answer"])
+    elif not info.get("credentials_accepted"):
+        rejected = [s["name"] for s in info.get("credential_sets") or [] if not s.get("accepted")]
+        cause = "permission_error"
+        lines = ["the configured credentials are refused (%s)" % (info.get("credential_error") or "error")]
+        lines += ["%s is refused by the server" % name for name in rejected]
+        lines += ["%s is accepted" % s["name"] for s in info.get("credential_sets") or [] if s.get("accepted")]
+    elif info.get("missing_buckets"):
+        cause, lines = "bucket_missing", ["bucket %s does not exist" % name for name in info["missing_buckets"]]
+    elif disk.get("used_percent") is not None and disk["used_percent"] >= disk_max_used_percent:
+        cause, lines = "disk_full", ["the minio volume %s is %d%% used (%d MiB free)" % (
+            disk.get("path"), disk["used_percent"], (disk.get("free_bytes") or 0) // 1048576)]
+    else:
+        cause, lines = "healthy", ["minio is healthy, the credentials are accepted, every bucket exists, the disk has room"]
+    action, description = STORAGE_ACTIONS[cause]
+    return {"cause": cause, "buckets": (info.get("missing_buckets") or []) if cause == "bucket_missing" else [],
+            "evidence": lines, "action": action, "description": description}

@@ -149,7 +149,6 @@ commands:
   elements: list
 """
 
-import json
 import os
 import time
 
@@ -206,16 +205,10 @@ class Recovery(object):
 
     def volume_mountpoint(self):
         volume = "%s_%s_data" % (self.env.get("PROJECT_NAME") or "", self.params["postgres_service"].replace("-", "_"))
-        docker = self.module.get_bin_path("docker")
-        if not docker:
-            raise pitr.PitrError("docker is not on PATH, so the data volume %s cannot be located; set data_dir to the "
-                                 "host path of the postgres data directory" % volume)
-        rc, out, err = self.module.run_command([docker, "volume", "inspect", volume])
         try:
-            return json.loads(out)[0]["Mountpoint"]
-        except (ValueError, IndexError, KeyError, TypeError):
-            raise pitr.PitrError("`docker volume inspect %s` failed (rc %d): %s; set data_dir to the host path of the "
-                                 "postgres data directory" % (volume, rc, (err or out).strip()[:300]))
+            return disk.volume_mountpoint(self.module, volume)
+        except disk.VolumeError as exc:
+            raise pitr.PitrError("%s (set data_dir to the host path of the postgres data directory)" % exc)
 
     def postgres_status(self):
         try:

@@ -75,6 +75,13 @@ options:
     description: Seconds each endpoint probe may take.
     type: int
     default: 5
+  volumes:
+    description:
+      - With V(disk), also the disk usage of these compose volumes (short names such as V(minio_data)), located with
+        C(docker volume inspect <PROJECT_NAME>_<volume>).
+    type: list
+    elements: str
+    default: []
   services:
     description:
       - Only report these services from the status list. An empty list reports every service.
@@ -209,6 +216,11 @@ database:
       description: RV(database.connections) as a percentage of RV(database.max_connections).
       type: int
   sample: {"reachable": true, "error": "", "connections": 12, "max_connections": 50, "usage_percent": 24}
+volumes_disk:
+  description: Disk usage per volume of O(volumes) (or C(error) when it cannot be located).
+  returned: when O(gather) contains V(disk) and O(volumes) is set
+  type: dict
+  sample: {"minio_data": {"path": "/var/lib/docker/volumes/nself-family_minio_data/_data", "used_percent": 98}}
 endpoints:
   description: One result per probed endpoint.
   returned: when O(gather) contains V(endpoints)
@@ -228,15 +240,14 @@ commands:
   sample: [{"cmd": ["/usr/local/bin/nself", "status", "--json"], "rc": 0}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
     NselfCLI,
@@ -296,11 +307,17 @@ def probe_all(endpoints, timeout):
         return list(pool.map(lambda e: probe(e, timeout), endpoints))
 
 
-def disk_facts(path):
-    stats = os.statvfs(path)
-    total, free = stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
-    return {"path": path, "free_bytes": free, "total_bytes": total,
-            "used_percent": (total - free) * 100 // total if total else None}
+def volume_disk_facts(module, volumes):
+    """Disk usage of named compose volumes (<PROJECT_NAME>_<volume>), located with docker volume inspect."""
+    params = module.params
+    env, _files = nenv.load_cascade(params["project_dir"], params["environment"] or nenv.detect_environment(params["project_dir"]))
+    facts = {}
+    for volume in volumes:
+        try:
+            facts[volume] = disk.usage(disk.volume_mountpoint(module, "%s_%s" % (env.get("PROJECT_NAME") or "", volume)))
+        except disk.VolumeError as exc:
+            facts[volume] = {"error": str(exc)}
+    return facts
 
 
 def gather_facts(cli, gather, wanted_services):
@@ -331,7 +348,9 @@ def gather_facts(cli, gather, wanted_services):
     if "database" in gather:
         result["database"] = database_facts(cli.module)
     if "disk" in gather:
-        result["disk"] = disk_facts(cli.project_dir)
+        result["disk"] = disk.usage(cli.project_dir)
+        if cli.module.params["volumes"]:
+            result["volumes_disk"] = volume_disk_facts(cli.module, cli.module.params["volumes"])
     if "endpoints" in gather:
         result["endpoints"] = probe_all(cli.module.params["endpoints"], cli.module.params["timeout"])
     return result, warnings
@@ -353,6 +372,7 @@ def main():
             validate_certs=dict(type="bool", default=True),
         )),
         timeout=dict(type="int", default=5),
+        volumes=dict(type="list", elements="str", default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     cli = None
