@@ -1,5 +1,5 @@
 # nfamily.ops developer entry points. Both main targets install what they need, idempotently.
-.PHONY: sandbox test bench setup lint sanity units integration molecule clean-sandbox
+.PHONY: sandbox test bench bench-storage setup lint sanity units integration molecule clean-sandbox
 
 sandbox:        ## set up, start the sandbox nFamily host, print its service report
 	tests/bin/sandbox.sh
@@ -9,6 +9,9 @@ test:           ## the whole suite: lint, sanity, units, build, integration, mol
 
 bench:          ## database benchmark: ratios against pg_dump, psql and boto3 on a >= 1 GB database
 	tests/bin/bench.sh
+
+bench-storage:  ## MinIO object benchmark: minio_object against boto3 upload_file on a 1 GiB file
+	tests/bin/bench_storage.sh
 
 setup:
 	tests/bin/setup.sh

@@ -52,6 +52,19 @@ class Instance:
         proc = self.run("cat", STATE + "/runs.jsonl")
         return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
 
+    def module(self, name, args, *extra):
+        """Run one nfamily.ops module ad hoc (args as a dict), as `ansible -m` would; returns (rc, result, output)."""
+        argv = ["ansible", self.name, "-i", self.inventory, "-m", "nfamily.ops." + name, "-a", json.dumps(args)] + list(extra)
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              stdin=subprocess.DEVNULL, check=False)
+        try:
+            result = json.loads(proc.stdout[proc.stdout.index("{"):])["plays"][0]["tasks"][0]["hosts"][self.name]
+        except (ValueError, KeyError, IndexError):
+            result = {}
+        return proc.returncode, result, proc.stdout
+
     def playbook(self, playbook, *extra, background=False):
         path = playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)
         argv = ["ansible-playbook", "-i", self.inventory, path, "-e", "runbook_report_dir=%s" % self.reports] + list(extra)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make bench-storage`: the MinIO object benchmark (tests/bench/bench_storage.py) on a sandbox host of its own.
+# shellcheck source=tests/bin/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+"$REPO_ROOT/tests/bin/setup.sh"
+activate_venv
+link_collection
+name=nfamily-bench-storage
+podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
+# SeaweedFS frees overwritten objects only when it vacuums: room for every upload of the run.
+SANDBOX_MINIO_SIZE=8g start_sandbox "$name"
+mkdir -p "$REPO_ROOT/tests/output"
+rc=0
+python "$REPO_ROOT/tests/bench/bench_storage.py" "$name" "$@" || rc=$?
+podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
+exit "$rc"
