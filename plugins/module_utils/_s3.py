@@ -33,7 +33,13 @@ try:
 except ImportError as exc:  # pragma: no cover - reported by the module
     HAS_BOTO3 = False
     BOTO3_IMPORT_ERROR = exc
-    BotoCoreError = ClientError = Exception
+
+    class BotoCoreError(Exception):
+        """Stands in for botocore's, so that except clauses still parse without boto3."""
+
+    class ClientError(Exception):
+        """Stands in for botocore's."""
+
 
 SHA256_META = "sha256"
 PART_SIZE = 8 * 1024 * 1024

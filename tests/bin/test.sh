@@ -73,14 +73,46 @@ stage_integration() {
 }
 
 # Molecule runs against the built collection, installed the way users install it (its own
-# collection install step cannot replace the .collections symlink of the checkout).
+# collection install step cannot replace the .collections symlink of the checkout). Scenarios run
+# MOLECULE_JOBS at a time (default 2), longest first: most of their time is spent waiting on
+# services and podman exec, so two lanes finish well before one. Each scenario's full log is kept
+# in tests/output/molecule-<scenario>.log and printed when it failed.
+MOLECULE_ORDER=(database incident storage framework default)
+
 stage_molecule() {
-  local dest="$CACHE_DIR/molecule-collections" out; out=$(mktemp -d)
+  local dest="$CACHE_DIR/molecule-collections" out results scenario rc=0
+  out=$(mktemp -d); results=$(mktemp)
   rm -rf "$dest" && mkdir -p "$dest"
   ansible-galaxy collection build --force --output-path "$out" . >/dev/null &&
   ansible-galaxy collection install --force --no-deps -p "$dest" "$out"/nfamily-ops-*.tar.gz >/dev/null &&
-  rm -rf "$out" &&
-  ANSIBLE_COLLECTIONS_PATH="$dest" molecule test --all
+  rm -rf "$out" || return 1
+  local scenarios=() found
+  for scenario in "${MOLECULE_ORDER[@]}"; do [ -f "molecule/$scenario/molecule.yml" ] && scenarios+=("$scenario"); done
+  for found in molecule/*/molecule.yml; do
+    found=$(basename "$(dirname "$found")")
+    [[ " ${scenarios[*]} " == *" $found "* ]] || scenarios+=("$found")
+  done
+  for scenario in "${scenarios[@]}"; do
+    while (( $(jobs -rp | wc -l) >= ${MOLECULE_JOBS:-2} )); do wait -n || true; done
+    (
+      start=$SECONDS; code=0
+      ANSIBLE_COLLECTIONS_PATH="$dest" molecule test -s "$scenario" >"tests/output/molecule-$scenario.log" 2>&1 || code=$?
+      echo "$scenario $code $((SECONDS - start))" >>"$results"
+    ) &
+  done
+  wait
+  while read -r scenario code seconds; do
+    if [ "$code" -ne 0 ]; then
+      rc=1
+      echo "---- molecule scenario $scenario FAILED (rc $code), its log:"
+      cat "tests/output/molecule-$scenario.log"
+    fi
+    printf '  molecule %-10s %s %4ds  %s\n' "$scenario" "$([ "$code" -eq 0 ] && echo passed || echo FAILED)" "$seconds" \
+      "$(grep -a -E '[0-9]+ (passed|failed)' "tests/output/molecule-$scenario.log" | tail -1 | tr -d '=')"
+  done <"$results"
+  [ "$(wc -l <"$results")" -eq "${#scenarios[@]}" ] || { echo "a molecule scenario left no result" >&2; rc=1; }
+  rm -f "$results"
+  return "$rc"
 }
 
 for stage in "${stages[@]}"; do
