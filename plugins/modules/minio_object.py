@@ -106,6 +106,19 @@ def argument_spec():
     return spec
 
 
+def require_bucket(s3, bucket, endpoint):
+    """A missing bucket (or an endpoint that is no S3 server at all) is an error, not a missing object."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3lib.ClientError as exc:
+        if s3lib.error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            raise s3lib.S3Error("bucket %s does not exist at %s: check the bucket name and endpoint_url" % (bucket, endpoint))
+        raise s3lib.S3Error("checking bucket %s at %s failed (%s): check the credentials and endpoint_url"
+                            % (bucket, endpoint, s3lib.describe(exc)))
+    except s3lib.BotoCoreError as exc:
+        raise s3lib.S3Error("cannot reach the S3 endpoint %s (%s)" % (endpoint, s3lib.describe(exc)))
+
+
 def stat(s3, bucket, key):
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
@@ -131,6 +144,7 @@ def main():
             raise s3lib.S3Error("src %s is not a file" % params["src"])
         settings, _env = s3lib.module_settings(params)
         s3 = s3lib.client(settings)
+        require_bucket(s3, params["bucket"], settings["endpoint_url"])
         current = stat(s3, params["bucket"], params["key"])
         started = time.time()
         if params["mode"] == "put":

@@ -165,7 +165,9 @@ def test_full_disk_lists_first_then_deletes_exactly_the_listing_inside_the_prefi
 
 
 @pytest.mark.parametrize("args,message", [
-    ({"endpoint_url": "http://127.0.0.1:1", "bucket": BUCKET, "key": "x", "mode": "stat"}, "Could not connect to the endpoint URL"),
+    ({"endpoint_url": "http://127.0.0.1:1", "bucket": BUCKET, "key": "x", "mode": "stat"}, "cannot reach the S3 endpoint"),
+    ({"endpoint_url": "http://127.0.0.1:4000", "bucket": BUCKET, "key": "x", "mode": "stat"}, "at http://127.0.0.1:4000"),
+    ({"bucket": "no-such-bucket", "key": "x", "mode": "stat"}, "bucket no-such-bucket does not exist"),
     ({"bucket": "Bad_Bucket", "key": "x", "mode": "stat"}, "bucket name 'Bad_Bucket' is not valid"),
     ({"bucket": BUCKET, "key": "x", "mode": "put", "src": "/nope"}, "src /nope is not a file"),
 ])

@@ -78,3 +78,31 @@ def test_settings_come_from_the_env_cascade_and_prefer_s3_keys(tmp_path):
     assert s3lib.module_settings(given)[0]["access_key"] == "x"
     with pytest.raises(s3lib.S3Error, match="does not exist"):
         s3lib.module_settings({"project_dir": str(tmp_path / "nope"), "environment": None})
+
+
+def test_minio_info_reads_minio_health_endpoints_when_the_server_has_them(run_module):
+    """A small server speaking MinIO's documented health responses: live 200, ready 503 (no quorum)."""
+    import http.server
+    import threading
+
+    from ansible_collections.nfamily.ops.plugins.modules import minio_info
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response({"/minio/health/live": 200, "/minio/health/ready": 503}.get(self.path, 403))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        args = {"endpoint_url": "http://127.0.0.1:%d" % server.server_address[1], "access_key": "ak",
+                "secret_key": "sk-not-shown", "buckets": []}
+        result = run_module(minio_info.main, args, {})[0]
+    finally:
+        server.shutdown()
+    assert result["health"] == {"source": "minio", "live": True, "ready": False}
+    assert result["reachable"] is True and result["credentials_accepted"] is False
+    assert "sk-not-shown" not in str(result)
