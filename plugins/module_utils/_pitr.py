@@ -245,13 +245,6 @@ def write_base_manifest(path, manifest):
     write_json(path + MANIFEST_SUFFIX, manifest)
 
 
-def remove_base(entry):
-    """Manifest first: a crash in between leaves an unlisted file, never a listed backup without data."""
-    for path in (entry["manifest"], entry["path"]):
-        if os.path.exists(path):
-            os.unlink(path)
-
-
 # ---------------------------------------------------------------- recovery targets
 
 def parse_target(text):

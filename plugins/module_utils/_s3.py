@@ -17,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import os
 import re
 
@@ -191,13 +190,20 @@ def check_bucket_name(name):
     return name
 
 
+def bucket_exists(s3, bucket, endpoint):
+    """Whether the bucket exists. A missing bucket and an endpoint that is no S3 server both answer
+    404; anything else (credentials, no answer) raises S3Error."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return True
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise S3Error("checking bucket %s at %s failed (%s): check the credentials and endpoint_url"
+                      % (bucket, endpoint, describe(exc)))
+    except BotoCoreError as exc:
+        raise S3Error("cannot reach the S3 endpoint %s (%s)" % (endpoint, describe(exc)))
+
+
 def error_code(exc):
     return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

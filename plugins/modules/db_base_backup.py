@@ -114,6 +114,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
@@ -230,7 +231,7 @@ def main():
         manifest = take(pg, dest, name, params["compress"], facts)
         kept, doomed = retention(pitr.base_catalogue(dest), params["keep_count"])
         for entry in doomed:
-            pitr.remove_base(entry)
+            bk.remove_backup(entry)
         pruned_wal = {"files": 0, "bytes": 0}
         if params["prune_archive"] and kept:
             for name in pitr.prune_archive_plan(archive_dir, kept[0]["start_segment"], kept[0].get("segment_size", 16777216)):

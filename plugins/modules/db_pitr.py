@@ -154,10 +154,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
-from ansible_collections.nfamily.ops.plugins.module_utils._backup import sha256_file
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
@@ -248,14 +248,6 @@ def chosen_base(recovery, target, now):
     return pitr.choose_base(bases, target, now)
 
 
-def check_base(base):
-    if not os.path.exists(base["path"]) or os.path.getsize(base["path"]) != base["size"]:
-        raise pitr.PitrError("the base backup %s is missing or truncated (its manifest says %d bytes)" % (base["path"], base["size"]))
-    digest, _size = sha256_file(base["path"])
-    if digest != base["sha256"]:
-        raise pitr.PitrError("the sha256 of %s does not match its manifest: the base backup is corrupted" % base["path"])
-
-
 def archive_summary(recovery, base):
     segments, _others = pitr.archive_listing(recovery.archive_dir)
     gaps = pitr.archive_gaps(segments, base["start_segment"], base.get("segment_size", 16777216))
@@ -287,7 +279,7 @@ def plan(recovery, result):
     target = pitr.parse_target(params["target_time"])
     result["target"] = isoformat(target) if target else "latest"
     base = chosen_base(recovery, target, now)
-    check_base(base)
+    bk.check_file(base)
     result["base"] = dict((k, v) for k, v in base.items() if k != "finished")
     result["aside"] = pitr.aside_path(recovery.data_dir, params["run_id"] or "<run id>")
     return target, base
@@ -351,7 +343,7 @@ def main():
             result["changed"] = os.path.exists(result["aside"])
             if result["changed"] and not module.check_mode:
                 result["changed"] = pitr.rollback_data_dir(recovery.data_dir, params["run_id"])
-    except (pitr.PitrError, PostgresError, NselfError) as exc:
+    except (pitr.PitrError, bk.BackupError, PostgresError, NselfError) as exc:
         module.fail_json(msg=str(exc), commands=recovery.pg.commands if recovery else [])
     except (IOError, OSError) as exc:
         module.fail_json(msg="PITR %s failed on the filesystem: %s" % (state, exc),

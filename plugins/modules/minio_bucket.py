@@ -133,19 +133,6 @@ def call(what, function, **kwargs):
         raise s3lib.S3Error("%s failed (%s)" % (what, s3lib.describe(exc)))
 
 
-def exists(s3, bucket):
-    try:
-        s3.head_bucket(Bucket=bucket)
-        return True
-    except s3lib.ClientError as exc:
-        if s3lib.error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-            return False
-        raise s3lib.S3Error("checking bucket %s failed (%s); check the credentials and the endpoint"
-                            % (bucket, s3lib.describe(exc)))
-    except s3lib.BotoCoreError as exc:
-        raise s3lib.S3Error("cannot reach the S3 endpoint (%s)" % s3lib.describe(exc))
-
-
 def current_policy(s3, bucket):
     try:
         return json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
@@ -179,7 +166,7 @@ def main():
         wanted_policy = policy_document(bucket, params["policy"])
         settings, _env = s3lib.module_settings(params)
         s3 = s3lib.client(settings)
-        present = exists(s3, bucket)
+        present = s3lib.bucket_exists(s3, bucket, settings["endpoint_url"])
         before_policy = current_policy(s3, bucket) if present else {}
         after_policy = before_policy
         if params["state"] == "absent":

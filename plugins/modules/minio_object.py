@@ -92,6 +92,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
+from ansible_collections.nfamily.ops.plugins.module_utils._backup import sha256_file
 
 
 def argument_spec():
@@ -104,19 +105,6 @@ def argument_spec():
         dest=dict(type="path"),
     )
     return spec
-
-
-def require_bucket(s3, bucket, endpoint):
-    """A missing bucket (or an endpoint that is no S3 server at all) is an error, not a missing object."""
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except s3lib.ClientError as exc:
-        if s3lib.error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-            raise s3lib.S3Error("bucket %s does not exist at %s: check the bucket name and endpoint_url" % (bucket, endpoint))
-        raise s3lib.S3Error("checking bucket %s at %s failed (%s): check the credentials and endpoint_url"
-                            % (bucket, endpoint, s3lib.describe(exc)))
-    except s3lib.BotoCoreError as exc:
-        raise s3lib.S3Error("cannot reach the S3 endpoint %s (%s)" % (endpoint, s3lib.describe(exc)))
 
 
 def stat(s3, bucket, key):
@@ -144,11 +132,13 @@ def main():
             raise s3lib.S3Error("src %s is not a file" % params["src"])
         settings, _env = s3lib.module_settings(params)
         s3 = s3lib.client(settings)
-        require_bucket(s3, params["bucket"], settings["endpoint_url"])
+        if not s3lib.bucket_exists(s3, params["bucket"], settings["endpoint_url"]):
+            raise s3lib.S3Error("bucket %s does not exist at %s: check the bucket name and endpoint_url"
+                                % (params["bucket"], settings["endpoint_url"]))
         current = stat(s3, params["bucket"], params["key"])
         started = time.time()
         if params["mode"] == "put":
-            digest = s3lib.sha256_file(params["src"])
+            digest = sha256_file(params["src"])[0]
             same = current and current["sha256"] == digest and current["size"] == os.path.getsize(params["src"])
             result["changed"] = not same
             if result["changed"] and not module.check_mode:
@@ -157,7 +147,7 @@ def main():
         elif params["mode"] == "get":
             if current is None:
                 raise s3lib.S3Error("s3://%s/%s does not exist" % (params["bucket"], params["key"]))
-            same = os.path.isfile(params["dest"]) and current["sha256"] and s3lib.sha256_file(params["dest"]) == current["sha256"]
+            same = os.path.isfile(params["dest"]) and current["sha256"] and sha256_file(params["dest"])[0] == current["sha256"]
             result["changed"] = not same
             if result["changed"] and not module.check_mode:
                 fetch(s3, params, current)
@@ -175,7 +165,7 @@ def fetch(s3, params, current):
     dest = params["dest"]
     partial = os.path.join(os.path.dirname(dest), ".%s.partial" % os.path.basename(dest))
     claimed = s3lib.download(s3, params["bucket"], params["key"], partial)
-    digest = s3lib.sha256_file(partial)
+    digest = sha256_file(partial)[0]
     if claimed and digest != claimed:
         os.unlink(partial)
         raise s3lib.S3Error("s3://%s/%s downloaded with sha256 %s, but its metadata says %s: not kept"

@@ -257,10 +257,15 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
 
 
+def project_env(params):
+    env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
+    return nenv.load_cascade(params["project_dir"], env_name)[0]
+
+
 def database_facts(module):
     """SELECT 1 and connection use, through psql in the postgres container; a failure is a fact here."""
     params = module.params
-    env, _files = nenv.load_cascade(params["project_dir"], params["environment"] or nenv.detect_environment(params["project_dir"]))
+    env = project_env(params)
     facts = {"reachable": False, "error": "", "connections": None, "max_connections": None, "usage_percent": None}
     try:
         pg = PostgresContainer(module, params["project_dir"], env, params["nself_bin"], params["via"], params["postgres_service"],
@@ -310,7 +315,7 @@ def probe_all(endpoints, timeout):
 def volume_disk_facts(module, volumes):
     """Disk usage of named compose volumes (<PROJECT_NAME>_<volume>), located with docker volume inspect."""
     params = module.params
-    env, _files = nenv.load_cascade(params["project_dir"], params["environment"] or nenv.detect_environment(params["project_dir"]))
+    env = project_env(params)
     facts = {}
     for volume in volumes:
         try:
