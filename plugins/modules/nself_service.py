@@ -24,6 +24,11 @@ description:
     recommend instead of the broken C(nself restart --all).
   - V(rebuilt) runs C(nself build), checks that C(docker-compose.yml) was rewritten (nself 0.9.9 exits 0 when it was
     not), then restarts the services as V(restarted) does.
+  - V(reconfigured) applies changed env files without taking the stack down. It runs C(nself build) (checked as for
+    V(rebuilt)), then C(nself start --skip-port-check), which writes C(.env.runtime) from the whole cascade and has
+    compose recreate every container whose configuration changed. C(nself restart <svc>) cannot do this, because it runs
+    C(compose restart), which keeps the container's old environment, and it deletes C(.env.runtime). Whether a named
+    service really runs with the new values is for the caller to verify (for a signing key, M(nfamily.ops.auth_check)).
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.attributes
@@ -43,14 +48,14 @@ options:
   state:
     description: The state to reach.
     type: str
-    choices: [started, stopped, restarted, rebuilt]
+    choices: [started, stopped, restarted, rebuilt, reconfigured]
     required: true
   timeout:
     description: Seconds to wait for the services to reach the state.
     type: int
     default: 300
   wait_healthy:
-    description: With V(started), V(restarted) and V(rebuilt), wait until the services are C(healthy), not only running.
+    description: With every state but V(stopped), wait until the services are C(healthy), not only running.
     type: bool
     default: true
 author:
@@ -148,6 +153,8 @@ def plan(state, targets, statuses, wait_healthy):
             return acting, [["start"]]
         return acting, [["restart"] + acting]
     acting = list(statuses)
+    if state == "reconfigured":
+        return acting, [["build"], ["start", "--skip-port-check"]]
     build = [["build"]] if state == "rebuilt" else []
     if targets:
         return acting, build + [["restart"] + acting]
@@ -168,7 +175,7 @@ def main():
     argument_spec = nself_argument_spec()
     argument_spec.update(
         services=dict(type="list", elements="str", default=[]),
-        state=dict(type="str", required=True, choices=["started", "stopped", "restarted", "rebuilt"]),
+        state=dict(type="str", required=True, choices=["started", "stopped", "restarted", "rebuilt", "reconfigured"]),
         timeout=dict(type="int", default=300),
         wait_healthy=dict(type="bool", default=True),
     )

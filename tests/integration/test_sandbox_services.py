@@ -217,6 +217,35 @@ def test_fault_delete_bucket_and_storage_credentials(healthy):
         "print(sorted(b['Name'] for b in c.list_buckets()['Buckets']))", "c.create_bucket(Bucket='nf-backups')"), check=True)
 
 
+def test_fault_stale_key_keeps_the_old_jwt_key_after_a_rotation(healthy):
+    project = "/opt/nself-family/backend"
+    healthy.run("cp", "-p", project + "/.env.secrets", "/tmp/env.secrets.saved", check=True)
+    healthy.fault("set", "stale_key", "hasura")
+    try:
+        new = "n" * 64
+        rewrite = ("import re; p = '%s/.env.secrets'; t = open(p).read(); "
+                   "t = re.sub('(?m)^JWT_SECRET=.*$', 'JWT_SECRET=%s', t); "
+                   "t = re.sub('(?m)^HASURA_GRAPHQL_JWT_SECRET=.*$', 'HASURA_GRAPHQL_JWT_SECRET={\"type\":\"HS256\",\"key\":\"%s\"}', t); "
+                   "open(p, 'w').write(t)" % (project, new, new))
+        healthy.run("python3", "-c", rewrite, check=True)
+        healthy.nself("build")
+        healthy.nself("start")
+        healthy.wait_healthy()
+        token = login(healthy)[1]["data"]["tokens"]["access_token"]
+        assert http(healthy, "GET", "http://127.0.0.1:4000/auth/me", token=token)[0] == 200  # auth runs with the new key
+        status, body = http(healthy, "POST", "http://127.0.0.1:8080/v1/graphql", {"query": "{ families { id } }"}, token=token)
+        assert body["errors"][0]["extensions"]["code"] == "invalid-jwt"  # hasura still has the old one
+        healthy.fault("clear", "stale_key")
+        status, body = http(healthy, "POST", "http://127.0.0.1:8080/v1/graphql", {"query": "{ families { id } }"}, token=token)
+        assert status == 200 and "errors" not in body
+    finally:
+        healthy.fault("clear", "stale_key")
+        healthy.run("cp", "-p", "/tmp/env.secrets.saved", project + "/.env.secrets", check=True)
+        healthy.nself("build")
+        healthy.nself("start")
+        healthy.wait_healthy()
+
+
 def test_fault_stop_postgres_shows_as_db_down(healthy):
     healthy.fault("set", "stop_postgres")
     assert healthy.status()["postgres"] == "exited"

@@ -5,7 +5,8 @@
 
 Faults: crash SVC, hang SVC, unhealthy SVC, refuse SVC, stop_fail SVC, stop_postgres,
 exhaust_connections, break_nginx [route|syntax], fill_disk [free%], delete_bucket BUCKET,
-storage_credentials, doctor_fail, start_fail, build_compose_fail.
+storage_credentials, stale_key SVC (hasura, api or auth keep verifying with today's JWT key
+after a rotation), doctor_fail, start_fail, build_compose_fail.
 """
 import json
 import os
@@ -18,7 +19,7 @@ from . import faults, paths, runtime, stack
 from .project import Project
 
 FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail"}
-NEEDS_TARGET = {"crash", "hang", "unhealthy", "refuse", "stop_fail", "delete_bucket"}
+NEEDS_TARGET = {"crash", "hang", "unhealthy", "refuse", "stop_fail", "delete_bucket", "stale_key"}
 BALLAST = ".nself-sandbox-ballast"
 
 
@@ -108,6 +109,13 @@ def set_fault(name, targets):
     elif name == "delete_bucket":
         _delete_buckets(project, targets)
         return
+    elif name == "stale_key":
+        keys = {}
+        for service in targets:
+            config = project.vars.get("HASURA_GRAPHQL_JWT_SECRET") if service == "hasura" else None
+            keys[service] = json.loads(config)["key"] if config else project.vars.get("JWT_SECRET", "")
+        with open(paths.STALE_KEYS_FILE, "w", encoding="utf-8") as handle:
+            json.dump(keys, handle)
     elif name == "storage_credentials":
         faults.set_fault(name)
         stack.restart_service(project, "minio")
@@ -148,6 +156,11 @@ def clear(name=None):
                     os.killpg(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        elif fault == "stale_key":
+            try:
+                os.unlink(paths.STALE_KEYS_FILE)
+            except FileNotFoundError:
+                pass
         elif fault == "fill_disk":
             try:
                 os.unlink(os.path.join(paths.MINIO_DATA, BALLAST))

@@ -5,6 +5,7 @@ STATE_DIR = os.environ.get("NSELF_SANDBOX_STATE", "/var/lib/nself-sandbox")
 CONTAINERS_DIR = os.path.join(STATE_DIR, "containers")
 LOG_DIR = os.path.join(STATE_DIR, "logs")
 FAULTS_FILE = os.path.join(STATE_DIR, "faults.json")
+STALE_KEYS_FILE = os.path.join(STATE_DIR, "stale_keys.json")
 CALLS_LOG = os.path.join(STATE_DIR, "calls.jsonl")
 VOLUMES_DIR = os.environ.get("NSELF_SANDBOX_VOLUMES", "/srv/volumes")
 PG_BIN = "/usr/lib/postgresql/15/bin"

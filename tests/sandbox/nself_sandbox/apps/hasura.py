@@ -12,7 +12,7 @@ def _jwt_key():
     config = json.loads(os.environ.get("HASURA_GRAPHQL_JWT_SECRET") or "{}")
     if config.get("type", "HS256") != "HS256" or len(config.get("key", "")) < 32:
         raise ValueError("HS256 key must be at least 32 characters")
-    return config["key"]
+    return common.verification_key("hasura", config["key"])
 
 
 def _jwt_error(req, code, message):

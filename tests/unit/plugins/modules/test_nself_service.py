@@ -111,3 +111,21 @@ def test_rebuild_restarts_after_a_real_build(run_module, tmp_path):
     answers = {"status --json": status(), "build": build, "stop": (0, "", ""), "start": (0, "", "")}
     result, calls = run_module(nself_service.main, {"project_dir": directory, "state": "rebuilt"}, answers)
     assert result["changed"] and commands(calls) == ["build", "stop", "start"]
+
+
+def test_reconfigured_builds_then_starts_so_compose_recreates_what_changed(run_module, tmp_path):
+    directory = project(tmp_path)
+    compose = os.path.join(directory, "docker-compose.yml")
+    os.utime(compose, (1, 1))
+
+    def build():
+        os.utime(compose, None)
+        return 0, "✓ Services (4)", ""
+
+    answers = {"status --json": [status(), status(auth="starting"), status()], "build": build,
+               "start --skip-port-check": (0, "✓ All services started successfully", "")}
+    args = {"project_dir": directory, "services": ["hasura", "auth", "api"], "state": "reconfigured"}
+    result, calls = run_module(nself_service.main, args, answers)
+    # never `nself restart <svc>`: compose restart keeps a container's old environment
+    assert result["changed"] and commands(calls) == ["build", "start --skip-port-check"]
+    assert result["services"] == {"hasura": "healthy", "auth": "healthy", "api": "healthy"}

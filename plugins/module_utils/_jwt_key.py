@@ -1,0 +1,310 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
+
+"""The JWT signing key of an nself project as the env cascade carries it (nfamily-backend.md §3,
+nself-cli.md §2): which variables hold it, in which file of the cascade, how a new key is written
+into them without touching anything else of the file, and the host-side record of rotations that
+holds fingerprints only. Nothing here returns or logs a key.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
+
+# Variables holding the raw key. JWT_SECRET is what the nFamily services sign and verify with; the
+# others are nself's own names, updated only where a file of the cascade defines them.
+RAW_CARRIERS = ["JWT_SECRET", "AUTH_JWT_SECRET", "AUTH_JWT_KEY", "HASURA_JWT_KEY", "JWT_KEY"]
+# Hasura's JSON config, whose "key" must equal JWT_SECRET or GraphQL rejects every token.
+HASURA_CARRIER = "HASURA_GRAPHQL_JWT_SECRET"
+PRIMARY = "JWT_SECRET"
+# .env.dev is the shared base committed to git (nfamily-backend.md §5): outside dev, a key whose
+# definition in effect is there is written as an override into the environment's own secret file.
+SHARED_BASE = ".env.dev"
+SECRET_FILES = {"prod": ".env.secrets", "staging": ".env.staging"}
+MIN_KEY_BYTES = 64
+REFERENCE_RE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
+HISTORY_KEPT = 20
+
+
+class SigningKeyError(Exception):
+    """A key configuration nfamily.ops cannot handle safely; the message says what to fix."""
+
+
+def fingerprint(key):
+    """A short, non-reversible name of a key: the first 16 hex digits of its SHA-256."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def new_key(nbytes):
+    """A random key of nbytes bytes, base64url without padding (one line, safe in env files and JSON)."""
+    if nbytes < MIN_KEY_BYTES:
+        raise SigningKeyError("size must be at least %d bytes" % MIN_KEY_BYTES)
+    return base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).decode().rstrip("=")
+
+
+def _hasura_config(raw, where):
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise SigningKeyError("%s in %s is not a JSON object; nself and hasura need {\"type\":\"HS256\",\"key\":\"...\"}"
+                              % (HASURA_CARRIER, where))
+    if config.get("type", "HS256") != "HS256" or not isinstance(config.get("key", ""), str):
+        raise SigningKeyError("%s in %s is not an HS256 key; the nFamily services sign with HS256 only" % (HASURA_CARRIER, where))
+    return config
+
+
+def key_of(name, raw, where):
+    """The key a variable's raw value holds (for hasura, the JSON's "key")."""
+    if name == HASURA_CARRIER:
+        return _hasura_config(raw, where).get("key", "")
+    return raw
+
+
+def with_key(name, raw, key):
+    """The raw value of a variable once it carries key; for hasura the rest of the JSON is kept."""
+    if name != HASURA_CARRIER:
+        return key
+    if raw is None:
+        return json.dumps({"type": "HS256", "key": key}, separators=(",", ":"))
+    config = _hasura_config(raw, name)
+    config["key"] = key
+    return json.dumps(config, separators=(",", ":"))
+
+
+def locate(project_dir, env_name):
+    """{variable: {"file", "raw"}} for each carrier, from the last file of the cascade defining it
+    (the one whose value is in effect). JWT_SECRET must be defined."""
+    found = {}
+    _merged, files = nenv.load_cascade(project_dir, env_name)
+    for filename, values in files:
+        for name in RAW_CARRIERS + [HASURA_CARRIER]:
+            if values and name in values:
+                found[name] = {"file": filename, "raw": values[name]}
+    if PRIMARY not in found:
+        raise SigningKeyError("%s is not set in the %s cascade (%s); the nFamily auth and api services sign and verify with it"
+                              % (PRIMARY, env_name, ", ".join(nenv.cascade_files(env_name))))
+    return found
+
+
+def resolve(found):
+    """{variable: {"file", "reference" or None, "key"}}: each carrier's effective key, following
+    ${NAME} references to another carrier (nself copies them verbatim for compose to expand)."""
+    resolved = {}
+    for name, entry in found.items():
+        value = key_of(name, entry["raw"], entry["file"])
+        reference = REFERENCE_RE.match(value or "")
+        resolved[name] = {"file": entry["file"], "reference": reference.group(1) if reference else None, "key": value}
+    for name in resolved:
+        resolved[name]["key"] = _follow(resolved, name)
+    if len(resolved[PRIMARY]["key"] or "") < 32:
+        raise SigningKeyError("%s is shorter than 32 characters; hasura refuses such HS256 keys. Rotate with policy=always"
+                              % PRIMARY)
+    return resolved
+
+
+def _follow(resolved, name):
+    """The key a variable ends up with once its ${...} references are followed."""
+    seen, entry = [name], resolved[name]
+    while entry["reference"]:
+        target = entry["reference"]
+        if target in seen or target not in resolved:
+            raise SigningKeyError("%s refers to ${%s}, which is not a key variable of the cascade; set it to a value or to "
+                                  "${JWT_SECRET}" % (name, target))
+        seen.append(target)
+        entry = resolved[target]
+    return entry["key"]
+
+
+def fingerprints(resolved):
+    return dict((name, fingerprint(entry["key"])) for name, entry in resolved.items())
+
+
+def target_file(filename, env_name):
+    """The file a key variable defined in filename is written to in env_name."""
+    if filename == SHARED_BASE and env_name in SECRET_FILES:
+        return SECRET_FILES[env_name]
+    return filename
+
+
+def updates_for(found, resolved, key, env_name):
+    """{file: {variable: new raw value}} that makes every carrier hold key. References are left alone
+    (they follow their target); a missing hasura config is added next to JWT_SECRET; nothing is
+    written into the committed .env.dev outside dev (see target_file)."""
+    updates = {}
+    for name, entry in resolved.items():
+        if entry["reference"] or entry["key"] == key:
+            continue
+        updates.setdefault(target_file(entry["file"], env_name), {})[name] = with_key(name, found[name]["raw"], key)
+    if HASURA_CARRIER not in found:
+        updates.setdefault(target_file(found[PRIMARY]["file"], env_name), {})[HASURA_CARRIER] = with_key(HASURA_CARRIER, None, key)
+    return updates
+
+
+def set_values(text, values):
+    """text of an env file with each variable's last definition given a new value, keeping its
+    `export` prefix and quotes; variables the file lacks are appended (JSON in single quotes), and
+    a value of None removes the variable's last definition."""
+    lines = text.splitlines()
+    for name, value in values.items():
+        index = None
+        for number, line in enumerate(lines):
+            match = nenv.LINE_RE.match(line)
+            if match and match.group(1) == name:
+                index = number
+        if value is None:
+            if index is not None:
+                del lines[index]
+            continue
+        if index is None:
+            lines.append("%s=%s" % (name, "'%s'" % value if value.startswith("{") else value))
+            continue
+        match = nenv.LINE_RE.match(lines[index])
+        old = match.group(2).strip()
+        quote = old[0] if len(old) >= 2 and old[0] == old[-1] and old[0] in "\"'" else ""
+        prefix = lines[index][:match.start(2)]
+        lines[index] = "%s%s%s%s" % (prefix, quote, value, quote)
+    return "\n".join(lines) + "\n"
+
+
+def backup_file(path, now):
+    """Copy path to <path>.<UTC time>.bak with mode 0600; returns the backup's path, or None when
+    path does not exist yet (a secret file the rotation creates)."""
+    if not os.path.exists(path):
+        return None
+    backup = "%s.%s.bak" % (path, now.strftime("%Y%m%dT%H%M%SZ"))
+    while os.path.exists(backup):
+        backup = "%s.%s-%d.bak" % (path, now.strftime("%Y%m%dT%H%M%SZ"), int(time.time() * 1000) % 1000)
+    fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(path, "rb") as source, os.fdopen(fd, "wb") as target:
+        shutil.copyfileobj(source, target)
+        target.flush()
+        os.fsync(target.fileno())
+    return backup
+
+
+def write_secret_file(path, text):
+    """Replace path atomically with text: a 0600 temp file in the same directory, fsync, rename.
+    The owner of the old file is kept."""
+    directory = os.path.dirname(path)
+    owner = os.stat(path) if os.path.exists(path) else None
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        if owner is not None:
+            os.chown(tmp, owner.st_uid, owner.st_gid)
+        os.rename(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def diff_text(resolved, new_fingerprint=None, added=None):
+    """Diff body: one `VARIABLE (file) = fingerprint` line per key variable, never a key; with
+    new_fingerprint, as it will be once they carry that key (added: {variable: file} to be created)."""
+    lines = []
+    for name, entry in sorted(resolved.items()):
+        shown = "${%s}" % entry["reference"] if entry["reference"] else new_fingerprint or fingerprint(entry["key"])
+        lines.append("%s (%s) = %s\n" % (name, entry["file"], shown))
+    for name, filename in sorted((added or {}).items()):
+        lines.append("%s (%s) = %s\n" % (name, filename, new_fingerprint))
+    return "".join(sorted(lines))
+
+
+# ---------------------------------------------------------------- record
+
+def record_path(state_dir, project_name):
+    return os.path.join(state_dir, "jwt_signing_key", "%s.json" % project_name)
+
+
+def read_record(path):
+    record = rb.read_json(path) or {}
+    record.setdefault("current", None)
+    record.setdefault("pending", None)
+    record.setdefault("history", [])
+    return record
+
+
+def write_record(path, record):
+    record["history"] = record["history"][-HISTORY_KEPT:]
+    rb.write_json(path, record)
+
+
+def age_days(record, now):
+    """Days since the key in effect was put there by a rotation; None when no rotation is on record."""
+    current = record.get("current") or {}
+    if not current.get("since"):
+        return None
+    return (now - rb.parse_time(current["since"])).total_seconds() / 86400.0
+
+
+def previous_key(rotation):
+    """The key the carriers held before a rotation (pending or on record), read from its backup of
+    JWT_SECRET's file."""
+    backups = rotation.get("backups") or {}
+    source = rotation.get("primary_file")
+    if not backups.get(source):
+        raise SigningKeyError("the rotation record has no backup of %s; the previous key cannot be read" % source)
+    values = nenv.read_env_file(backups[source])
+    if values is None or PRIMARY not in values:
+        raise SigningKeyError("the backup %s is missing or holds no %s" % (backups[source], PRIMARY))
+    return values[PRIMARY]
+
+
+# ---------------------------------------------------------------- tokens
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_hs256(claims, key):
+    """An HS256 JWT, as jsonwebtoken makes it."""
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(key.encode(), ("%s.%s" % (header, body)).encode(), hashlib.sha256).digest()
+    return "%s.%s.%s" % (header, body, _b64(signature))
+
+
+def signed_with(token, key):
+    """Whether an HS256 token's signature is made with key."""
+    try:
+        header, body, signature = token.split(".")
+        expected = hmac.new(key.encode(), ("%s.%s" % (header, body)).encode(), hashlib.sha256).digest()
+        return hmac.compare_digest(expected, _unb64(signature))
+    except (ValueError, TypeError):
+        return False
+
+
+def claims_of(token):
+    try:
+        return json.loads(_unb64(token.split(".")[1]).decode())
+    except (ValueError, IndexError, TypeError):
+        return {}

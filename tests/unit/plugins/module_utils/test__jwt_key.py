@@ -1,0 +1,105 @@
+import json
+import stat
+
+import pytest
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _jwt_key as jk
+
+KEY = "k" * 40
+
+
+def project(tmp_path, files):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return str(tmp_path)
+
+
+def test_new_key_is_at_least_64_random_bytes_on_one_line():
+    key = jk.new_key(64)
+    assert len(key) == 86 and "\n" not in key and "=" not in key
+    assert key != jk.new_key(64)
+    with pytest.raises(jk.SigningKeyError):
+        jk.new_key(32)
+
+
+def test_fingerprint_names_a_key_without_revealing_it():
+    assert jk.fingerprint(KEY).startswith("sha256:") and len(jk.fingerprint(KEY)) == 23
+    assert KEY not in jk.fingerprint(KEY) and jk.fingerprint(KEY) != jk.fingerprint(KEY + "x")
+
+
+def test_locate_takes_each_variable_from_the_last_file_that_defines_it(tmp_path):
+    directory = project(tmp_path, {
+        ".env.dev": "JWT_SECRET=dev-secret-dev-secret-dev-secret-1234\nHASURA_GRAPHQL_JWT_SECRET={\"type\":\"HS256\",\"key\":\"x\"}\n",
+        ".env.secrets": "JWT_SECRET='%s'\n" % KEY,
+        ".env": "ENV=prod\nAUTH_JWT_SECRET=${JWT_SECRET}\n",
+    })
+    found = jk.locate(directory, "prod")
+    assert found["JWT_SECRET"] == {"file": ".env.secrets", "raw": KEY}
+    assert found["HASURA_GRAPHQL_JWT_SECRET"]["file"] == ".env.dev"
+    resolved = jk.resolve(found)
+    assert resolved["AUTH_JWT_SECRET"]["reference"] == "JWT_SECRET" and resolved["AUTH_JWT_SECRET"]["key"] == KEY
+    assert resolved["HASURA_GRAPHQL_JWT_SECRET"]["key"] == "x"
+
+
+def test_missing_jwt_secret_and_unknown_references_are_errors(tmp_path):
+    with pytest.raises(jk.SigningKeyError, match="JWT_SECRET is not set"):
+        jk.locate(project(tmp_path, {".env": "ENV=prod\n"}), "prod")
+    found = {"JWT_SECRET": {"file": ".env", "raw": KEY}, "AUTH_JWT_SECRET": {"file": ".env", "raw": "${SOMETHING_ELSE}"}}
+    with pytest.raises(jk.SigningKeyError, match="SOMETHING_ELSE"):
+        jk.resolve(found)
+    with pytest.raises(jk.SigningKeyError, match="shorter than 32"):
+        jk.resolve({"JWT_SECRET": {"file": ".env", "raw": "short"}})
+    with pytest.raises(jk.SigningKeyError, match="not a JSON object"):
+        jk.resolve({"JWT_SECRET": {"file": ".env", "raw": KEY}, "HASURA_GRAPHQL_JWT_SECRET": {"file": ".env", "raw": "nope"}})
+
+
+def test_updates_leave_references_alone_keep_hasura_fields_and_add_a_missing_hasura_config():
+    found = {"JWT_SECRET": {"file": ".env.secrets", "raw": KEY},
+             "AUTH_JWT_SECRET": {"file": ".env", "raw": "${JWT_SECRET}"}}
+    updates = jk.updates_for(found, jk.resolve(found), "n" * 86, "prod")
+    assert set(updates) == {".env.secrets"}
+    assert updates[".env.secrets"]["JWT_SECRET"] == "n" * 86
+    assert json.loads(updates[".env.secrets"]["HASURA_GRAPHQL_JWT_SECRET"]) == {"type": "HS256", "key": "n" * 86}
+    found["HASURA_GRAPHQL_JWT_SECRET"] = {"file": ".env", "raw": '{"type":"HS256","key":"%s","claims_namespace":"x"}' % KEY}
+    updates = jk.updates_for(found, jk.resolve(found), "n" * 86, "prod")
+    assert json.loads(updates[".env"]["HASURA_GRAPHQL_JWT_SECRET"]) == {"type": "HS256", "key": "n" * 86, "claims_namespace": "x"}
+
+
+@pytest.mark.parametrize("env_name,target", [("prod", ".env.secrets"), ("staging", ".env.staging"), ("dev", ".env.dev")])
+def test_the_committed_env_dev_is_only_written_in_dev(env_name, target):
+    found = {"JWT_SECRET": {"file": ".env.dev", "raw": KEY}}
+    assert set(jk.updates_for(found, jk.resolve(found), "n" * 86, env_name)) == {target}
+
+
+def test_set_values_keeps_quotes_export_comments_and_everything_else():
+    text = "# secrets\nexport JWT_SECRET='old'\nOTHER=1\nHASURA_GRAPHQL_JWT_SECRET=\"{}\"\nJWT_SECRET=old2\n"
+    out = jk.set_values(text, {"JWT_SECRET": "new", "HASURA_GRAPHQL_JWT_SECRET": "{j}", "AUTH_JWT_KEY": "new"})
+    assert out == "# secrets\nexport JWT_SECRET='old'\nOTHER=1\nHASURA_GRAPHQL_JWT_SECRET=\"{j}\"\nJWT_SECRET=new\nAUTH_JWT_KEY=new\n"
+    assert jk.set_values("A=1\nJWT_KEY=x\n", {"JWT_KEY": None}) == "A=1\n"
+
+
+def test_secret_files_are_written_0600_atomically_and_backed_up_0600(tmp_path):
+    path = tmp_path / ".env.secrets"
+    path.write_text("JWT_SECRET=old\n")
+    path.chmod(0o644)
+    backup = jk.backup_file(str(path), jk.rb.utcnow())
+    jk.write_secret_file(str(path), "JWT_SECRET=new\n")
+    assert path.read_text() == "JWT_SECRET=new\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert open(backup).read() == "JWT_SECRET=old\n" and stat.S_IMODE((tmp_path / backup).stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".env.secrets", backup.rsplit("/", 1)[1]])
+
+
+def test_diff_shows_fingerprints_only():
+    resolved = jk.resolve({"JWT_SECRET": {"file": ".env.secrets", "raw": KEY},
+                           "AUTH_JWT_SECRET": {"file": ".env", "raw": "${JWT_SECRET}"}})
+    before = jk.diff_text(resolved)
+    after = jk.diff_text(resolved, "sha256:new", {"HASURA_GRAPHQL_JWT_SECRET": ".env.secrets"})
+    assert KEY not in before + after
+    assert "JWT_SECRET (.env.secrets) = %s\n" % jk.fingerprint(KEY) in before and "AUTH_JWT_SECRET (.env) = ${JWT_SECRET}" in after
+    assert "HASURA_GRAPHQL_JWT_SECRET (.env.secrets) = sha256:new" in after
+
+
+def test_tokens_are_signed_and_checked_like_jsonwebtoken_hs256():
+    token = jk.sign_hs256({"sub": "u", "exp": 1}, KEY)
+    assert jk.signed_with(token, KEY) and not jk.signed_with(token, KEY + "x") and not jk.signed_with("garbage", KEY)
+    assert jk.claims_of(token) == {"sub": "u", "exp": 1}
