@@ -200,11 +200,14 @@ def revoke(box, *extra):
 
 def test_revocation_changes_only_the_target_family_and_a_second_run_changes_nothing(host):
     other = devices(host, OTHER_FAMILY)
+    before = {r["id"]: r for r in json.loads(devices(host, DEMO_FAMILY))}
     audits = host.psql("SELECT count(*) FROM public.audit_events WHERE event_type = 'devices.revoked'")
     proc = revoke(host, "-e", "revoke_devices_family_id=" + DEMO_FAMILY)
     assert proc.returncode == 0 and recap(proc.stdout)["changed"] >= 1, proc.stdout[-3000:]
     rows = json.loads(devices(host, DEMO_FAMILY))
     assert all(r["is_revoked"] and r["credential"] is None and r["bootstrap_token"] is None for r in rows)
+    moved = [r["id"] for r in rows if r["updated_at"] != before[r["id"]]["updated_at"]]
+    assert sorted(moved) == sorted(i for i, r in before.items() if not r["is_revoked"])  # the 3 it revoked, not Old Phone
     assert devices(host, OTHER_FAMILY) == other
     details = report(host, proc.stdout)["details"]
     assert len(details["Devices revoked"]) == 3 and "already revoked: 1" in details["Counts"]
@@ -219,7 +222,8 @@ def test_named_devices_and_their_owners_refresh_tokens(host):
     proc = revoke(host, "-e", json.dumps({"revoke_devices_family_id": DEMO_FAMILY, "revoke_devices_device_names": ["Home Antbox"],
                                           "revoke_devices_revoke_refresh_tokens": True}))
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert host.psql("SELECT string_agg(device_name, ',') FROM public.registered_devices WHERE is_revoked AND family_id = '%s' "
+    assert host.psql("SELECT string_agg(device_name, ',' ORDER BY device_name) FROM public.registered_devices "
+                     "WHERE is_revoked AND family_id = '%s' "
                      "AND credential IS NULL" % DEMO_FAMILY) == "Home Antbox,Old Phone"
     assert http(host, "POST", "http://127.0.0.1:4000/auth/refresh", {"refresh_token": tokens["refresh_token"]})[0] == 401
 
