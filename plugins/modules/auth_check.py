@@ -205,8 +205,8 @@ def forged_token(previous, claims):
     return jk.sign_hs256(forged, previous)
 
 
-def previous_rotation(params, project_name):
-    record = jk.read_record(jk.record_path(params["state_dir"], project_name))
+def previous_rotation(params, env_name):
+    record = jk.read_record(jk.record_path(params["state_dir"], params["project_dir"], env_name))
     if record.get("pending"):
         return record["pending"]
     done = [r for r in record["history"] if r.get("outcome") == "committed"]
@@ -237,12 +237,10 @@ def main():
     checks = Checks()
     try:
         env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
-        merged, _files = nenv.load_cascade(params["project_dir"], env_name)
         current = jk.resolve(jk.locate(params["project_dir"], env_name))[jk.PRIMARY]["key"]
         previous = None
         if params["reject_previous_key"]:
-            project_name = merged.get("PROJECT_NAME") or os.path.basename(os.path.normpath(params["project_dir"]))
-            previous = jk.previous_key(previous_rotation(params, project_name))
+            previous = jk.previous_key(previous_rotation(params, env_name))
     except (jk.SigningKeyError, rb.RunbookStateError, IOError, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(key_fingerprint=jk.fingerprint(current), previous_fingerprint=jk.fingerprint(previous) if previous else None)
@@ -253,8 +251,9 @@ def main():
     error = ((document or {}).get("error") or {}).get("code")
     if checks.add("auth /auth/login as %s" % params["email"], status == 200 and token, status,
                   "expected 200 with an access token, got %s%s" % (status, " " + error if error else "")):
-        checks.add("the new token is signed with JWT_SECRET of the env files", jk.signed_with(token, current), status,
-                   "signed with %s" % result["key_fingerprint"] if jk.signed_with(token, current)
+        signed = jk.signed_with(token, current)
+        checks.add("the new token is signed with JWT_SECRET of the env files", signed, status,
+                   "signed with %s" % result["key_fingerprint"] if signed
                    else "not signed with %s: auth still runs with another key" % result["key_fingerprint"])
         probe(client, checks, params, token, "new token", accepted=True)
         if previous is not None and previous != current:

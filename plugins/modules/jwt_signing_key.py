@@ -179,9 +179,7 @@ class Rotation(object):
     def __init__(self, params):
         self.project_dir = params["project_dir"]
         self.env_name = params["environment"] or nenv.detect_environment(self.project_dir)
-        merged, _files = nenv.load_cascade(self.project_dir, self.env_name)
-        project_name = merged.get("PROJECT_NAME") or os.path.basename(os.path.normpath(self.project_dir))
-        self.record_path = jk.record_path(params["state_dir"], project_name)
+        self.record_path = jk.record_path(params["state_dir"], self.project_dir, self.env_name)
         self.record = jk.read_record(self.record_path)
         self.read()
 

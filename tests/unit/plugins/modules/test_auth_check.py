@@ -67,7 +67,7 @@ def host(tmp_path):
     (project / ".env.secrets").write_text("JWT_SECRET=%s\n" % NEW)
     (project / "backup").write_text("JWT_SECRET=%s\n" % OLD)
     state = tmp_path / "state"
-    jk.write_record(jk.record_path(str(state), "fam"), {"current": None, "history": [], "pending": {
+    jk.write_record(jk.record_path(str(state), str(project), "prod"), {"current": None, "history": [], "pending": {
         "fingerprint": jk.fingerprint(NEW), "primary_file": ".env.secrets", "backups": {".env.secrets": str(project / "backup")}}})
     return {"project_dir": str(project), "state_dir": str(state), "email": "ops@x.org", "password": "pw",
             "reject_previous_key": True, "timeout": 2}
