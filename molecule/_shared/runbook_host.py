@@ -1,6 +1,7 @@
 """What the Molecule test suites share: the scenario's sandbox instance driven with podman exec,
 an inventory that puts it in the prod group with the sandbox group_vars, and ansible-playbook
-runs of the collection's playbooks as an operator would start them."""
+runs of the collection's playbooks as an operator would start them. Ansible reaches the instance
+through tests/connection_plugins/podman_pipelined.py: pipelined, as over SSH to a real host."""
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import time
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ANSIBLE_ENV = {"ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_CONNECTION_PLUGINS": os.path.join(REPO, "tests", "connection_plugins")}
 PROJECT = "/opt/nself-family/backend"
 STATE = "/var/lib/nfamily-ops"
 
@@ -20,7 +23,7 @@ class Instance:
         with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
             group_vars = yaml.safe_load(handle)
         inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: {
-            "ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
+            "ansible_connection": "podman_pipelined", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
         self.inventory = os.path.join(str(workdir), "hosts.yml")
         with open(self.inventory, "w", encoding="utf-8") as handle:
             yaml.safe_dump(inventory, handle)
@@ -55,8 +58,7 @@ class Instance:
     def module(self, name, args, *extra):
         """Run one nfamily.ops module ad hoc (args as a dict), as `ansible -m` would; returns (rc, result, output)."""
         argv = ["ansible", self.name, "-i", self.inventory, "-m", "nfamily.ops." + name, "-a", json.dumps(args)] + list(extra)
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **ANSIBLE_ENV)
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                               stdin=subprocess.DEVNULL, check=False)
         try:
@@ -68,7 +70,7 @@ class Instance:
     def playbook(self, playbook, *extra, background=False):
         path = playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)
         argv = ["ansible-playbook", "-i", self.inventory, path, "-e", "runbook_report_dir=%s" % self.reports] + list(extra)
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", **ANSIBLE_ENV)
         if background:
             return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True, text=True)

@@ -105,7 +105,7 @@ restored:
   type: bool
 previous_database:
   description: Name under which the replaced live database is kept.
-  returned: when the database was replaced
+  returned: when the database was replaced and kept (O(keep_previous) above 0)
   type: str
 scratch_database:
   description: The scratch database the backup is (or would be) restored into.
@@ -288,8 +288,12 @@ def restore(module, pg, manifest):
         raise bk.BackupError("after the swap the live row counts %s differ from the manifest's %s; the replaced database "
                              "is kept as %s" % (counts, manifest["row_counts"], previous))
     dropped = prune_previous(admin, pg.database, module.params["keep_previous"])
+    restored = "restored %s into %s" % (manifest["file"], pg.database)
+    if previous in dropped:  # keep_previous=0
+        return dict(changed=True, restored=True, row_counts=counts, dropped_previous=dropped,
+                    msg="%s; the replaced database was dropped (keep_previous=0)" % restored)
     return dict(changed=True, restored=True, previous_database=previous, row_counts=counts, dropped_previous=dropped,
-                msg="restored %s into %s; the replaced database is kept as %s" % (manifest["file"], pg.database, previous))
+                msg="%s; the replaced database is kept as %s" % (restored, previous))
 
 
 def main():
