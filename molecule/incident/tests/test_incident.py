@@ -121,6 +121,37 @@ def test_service_recovery_mode_leaves_every_service_healthy(host, mode):
     assert all_healthy(host)
 
 
+def test_verification_waits_for_a_late_endpoint_and_names_one_that_stays_down(host):
+    def nginx(broken):
+        if broken:
+            host.run("sandbox-fault", "set", "break_nginx", "syntax")  # nginx then does not come back
+        else:
+            host.run("sandbox-fault", "clear")
+            host.nself("build")  # writes nginx.conf again
+        host.nself("restart", "nginx")
+    restart_auth = ("service_recovery.yml", "-e", json.dumps({"service_recovery_services": ["auth"]}))
+    nginx(broken=True)
+    try:
+        run = host.playbook(*restart_auth, background=True)
+        seen = []
+        for line in run.stdout:  # until the verification has read nginx down once
+            seen.append(line)
+            if "FAILED - RETRYING" in line:
+                break
+        nginx(broken=False)
+        output = "".join(seen) + run.communicate()[0]
+        assert "FAILED - RETRYING: [%s]: Read every service" % host.name in output, output[-3000:]
+        assert run.returncode == 0 and all_healthy(host), output[-3000:]
+        nginx(broken=True)
+        host.sh("rm -rf %s" % STATE)
+        down = host.playbook(*restart_auth, "-e", "service_recovery_settle_timeout=10")
+        said = " ".join(down.stdout.split())
+        assert down.returncode == 2 and "After the restart and 10 s more, not healthy: " in said, said[-3000:]
+        assert "nginx /health answered nothing (" in said, said[-3000:]
+    finally:
+        nginx(broken=False)
+
+
 def test_killed_full_restart_then_rerun_is_healthy(host):
     run = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=full", background=True)
     state = STATE + "/runs/service_recovery.json"
