@@ -288,12 +288,12 @@ def restore(module, pg, manifest):
         raise bk.BackupError("after the swap the live row counts %s differ from the manifest's %s; the replaced database "
                              "is kept as %s" % (counts, manifest["row_counts"], previous))
     dropped = prune_previous(admin, pg.database, module.params["keep_previous"])
-    restored = "restored %s into %s" % (manifest["file"], pg.database)
+    what = "restored %s into %s" % (manifest["file"], pg.database)
     if previous in dropped:  # keep_previous=0
         return dict(changed=True, restored=True, row_counts=counts, dropped_previous=dropped,
-                    msg="%s; the replaced database was dropped (keep_previous=0)" % restored)
+                    msg="%s; the replaced database was dropped (keep_previous=0)" % what)
     return dict(changed=True, restored=True, previous_database=previous, row_counts=counts, dropped_previous=dropped,
-                msg="%s; the replaced database is kept as %s" % (restored, previous))
+                msg="%s; the replaced database is kept as %s" % (what, previous))
 
 
 def main():
