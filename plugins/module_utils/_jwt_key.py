@@ -238,10 +238,9 @@ def diff_text(resolved, new_fingerprint=None, added=None):
 # ---------------------------------------------------------------- record
 
 def record_path(state_dir, project_dir, env_name):
-    """<state_dir>/jwt_signing_key/<PROJECT_NAME>.json, PROJECT_NAME as nself finds it (cascade, then directory name)."""
+    """<state_dir>/jwt_signing_key/<PROJECT_NAME>.json."""
     merged, _files = nenv.load_cascade(project_dir, env_name)
-    project_name = merged.get("PROJECT_NAME") or os.path.basename(os.path.normpath(project_dir))
-    return os.path.join(state_dir, "jwt_signing_key", "%s.json" % project_name)
+    return os.path.join(state_dir, "jwt_signing_key", "%s.json" % nenv.project_name(project_dir, merged))
 
 
 def read_record(path):

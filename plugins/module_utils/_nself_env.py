@@ -77,3 +77,8 @@ def load_cascade(project_dir, env_name):
         files.append((name, values))
         merged.update(values or {})
     return merged, files
+
+
+def project_name(project_dir, merged):
+    """PROJECT_NAME as nself finds it: the env cascade (merged values), else the project directory's name."""
+    return merged.get("PROJECT_NAME") or os.path.basename(os.path.normpath(project_dir))
