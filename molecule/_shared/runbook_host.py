@@ -4,7 +4,9 @@ runs of the collection's playbooks as an operator would start them. Ansible reac
 through tests/connection_plugins/podman_pipelined.py: pipelined, as over SSH to a real host."""
 import json
 import os
+import re
 import subprocess
+import textwrap
 import time
 
 import yaml
@@ -51,6 +53,12 @@ class Instance:
         proc = self.run("cat", path)
         return json.loads(proc.stdout) if proc.returncode == 0 else None
 
+    def calls(self, run_id=None):
+        """The nself invocations on the host (argv lists), all or those of one run."""
+        proc = self.run("cat", "/var/lib/nself-sandbox/calls.jsonl")
+        entries = [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+        return [e["argv"] for e in entries if run_id is None or e.get("run_id") == run_id]
+
     def records(self):
         proc = self.run("cat", STATE + "/runs.jsonl")
         return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
@@ -91,3 +99,32 @@ def recap(output):
     """{'ok': n, 'changed': n, 'failed': n, ...} of the last PLAY RECAP line."""
     line = [l for l in output.splitlines() if " : ok=" in l][-1]
     return {k: int(v) for k, v in (item.split("=") for item in line.split(":", 1)[1].split())}
+
+
+def last_failure(output):
+    """The message of the last failed task of a playbook run: what AWX shows as the job's failure."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"^(fatal|failed): \[", line)]
+    assert starts, "the run failed no task:\n" + output[-2000:]
+    first = lines[starts[-1]]
+    inline = first.split("=>", 1)[1].strip() if "=>" in first else ""
+    if inline.startswith("{"):
+        return " ".join(str(json.loads(inline).get("msg", "")).split())
+    block = []
+    for line in lines[starts[-1] + 1:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line)
+    return " ".join(str(yaml.safe_load(textwrap.dedent("\n".join(block))).get("msg", "")).split())
+
+
+def assert_failed_with(proc, *fragments):
+    """The run failed (rc 2) and its last line is its first cause: it names each fragment, and is
+    never a secondary error (a templating error, a missing run to finish)."""
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    message = last_failure(proc.stdout)
+    for bad in ("is undefined", "has no run", "Task failed:", "object of type"):
+        assert bad not in message, message
+    for fragment in fragments:
+        assert " ".join(fragment.split()) in message, "%r not in the last line: %s" % (fragment, message)
+    return message

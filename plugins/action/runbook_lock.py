@@ -51,7 +51,11 @@ class ActionModule(ActionBase):
         args["controller"] = me
         outcome = self._execute_module(module_name="nfamily.ops.runbook_lock", module_args=args, task_vars=task_vars)
         holder = outcome.get("holder") or {}
-        if (outcome.get("failed") and args.get("state", "acquired") == "acquired" and holder
+        refused = outcome.get("failed") or outcome.get("action") == "held"
+        # every lock refused to this run must be the dead run's (a killed restore holds database and maintenance)
+        others = [h for h in (outcome.get("holders") or {}).values() if h]
+        if (refused and args.get("state", "acquired") == "acquired" and holder
+                and all(h.get("run_id") == holder.get("run_id") for h in others)
                 and holder.get("runbook") == args.get("runbook") and holder.get("target") == args.get("target", "")
                 and holder_is_dead(holder.get("controller"), me)):
             args["takeover_run_id"] = holder.get("run_id")

@@ -20,11 +20,12 @@ import json
 import os
 import time
 
-from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow, write_json
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
+from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow
 
 MANIFEST_SUFFIX = ".manifest.json"
-PARTIAL_PREFIX = "."
-PARTIAL_SUFFIX = ".partial"
+PARTIAL_PREFIX = files.PARTIAL_PREFIX
+PARTIAL_SUFFIX = files.PARTIAL_SUFFIX
 FORMAT = "pg_dump-custom"
 PRODUCER = "nfamily.ops.db_backup"
 
@@ -35,11 +36,6 @@ class BackupError(Exception):
 
 def manifest_path(backup_path):
     return backup_path + MANIFEST_SUFFIX
-
-
-def partial_path(backup_path):
-    directory, name = os.path.split(backup_path)
-    return os.path.join(directory, PARTIAL_PREFIX + name + PARTIAL_SUFFIX)
 
 
 def read_manifest(path):
@@ -130,19 +126,6 @@ def prune_plan(entries, keep_count, keep_days, now):
     return doomed
 
 
-def stale_partials(directory, now, max_age_s):
-    """Partial files of killed backups: untouched for max_age_s seconds."""
-    if not os.path.isdir(directory):
-        return []
-    stale = []
-    for name in os.listdir(directory):
-        if name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX):
-            path = os.path.join(directory, name)
-            if now.timestamp() - os.path.getmtime(path) > max_age_s:
-                stale.append(path)
-    return sorted(stale)
-
-
 def default_name(database, now):
     return "%s_%s.dump" % (database, now.strftime("%Y%m%dT%H%M%SZ"))
 
@@ -160,30 +143,20 @@ def take_backup(pg, directory, name, key_tables, verify="toc", compress=None):
     path = os.path.join(directory, check_name(name))
     if os.path.exists(path) or os.path.exists(manifest_path(path)):
         raise BackupError("%s already exists; backups are never overwritten, choose another name" % path)
-    partial = partial_path(path)
     started = utcnow()
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            with pg.snapshot_session() as session:
-                server_version = session.query("SHOW server_version")[0][0]
-                migrations = pg.migration_state(session)
-                row_counts = pg.row_counts(key_tables, session)
-                digest, size = pg.dump(handle, snapshot=session.snapshot, compress=compress)
-            handle.flush()
-            os.fsync(handle.fileno())
-        toc = pg.archive_toc(partial)
+    with files.PartialFile(path) as partial:
+        with pg.snapshot_session() as session:
+            server_version = session.query("SHOW server_version")[0][0]
+            migrations = pg.migration_state(session)
+            row_counts = pg.row_counts(key_tables, session)
+            digest, size = pg.dump(partial.handle, snapshot=session.snapshot, compress=compress)
+        partial.sync()
+        toc = pg.archive_toc(partial.path)
         missing = sorted(set(row_counts) - tables_with_data(toc))
         if missing:
             raise BackupError("the archive's table of contents has no data for %s; the dump is incomplete" % ", ".join(missing))
         if verify == "full":
-            pg.archive_readable(partial)
-        os.rename(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
-    _fsync_dir(directory)
+            pg.archive_readable(partial.path)
     finished = utcnow()
     manifest = {
         "producer": PRODUCER, "format": FORMAT, "file": name, "sha256": digest, "size": size,
@@ -192,7 +165,7 @@ def take_backup(pg, directory, name, key_tables, verify="toc", compress=None):
         "started_at": isoformat(started), "finished_at": isoformat(finished),
         "duration_s": int((finished - started).total_seconds()),
     }
-    write_json(manifest_path(path), manifest)
+    files.write_json(manifest_path(path), manifest)
     manifest.update(path=path, manifest=manifest_path(path))
     return manifest
 
@@ -214,14 +187,6 @@ def remove_backup(entry):
             os.unlink(path)
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def copy_offsite(s3lib, s3, manifest, bucket, prefix):
     """Upload the backup, then its manifest (the commit point there too), each checked after the upload.
     Returns the offsite location, which is also added to the local manifest."""
@@ -231,7 +196,7 @@ def copy_offsite(s3lib, s3, manifest, bucket, prefix):
     location["duration_s"] = round(time.time() - started, 3)
     local = dict((k, v) for k, v in manifest.items() if k not in ("path", "manifest"))
     local["offsite"] = {"bucket": bucket, "key": key}
-    write_json(manifest["manifest"], local)
+    files.write_json(manifest["manifest"], local)
     s3lib.put_bytes(s3, bucket, key + MANIFEST_SUFFIX, json.dumps(local, indent=1, sort_keys=True).encode())
     return location
 
@@ -263,5 +228,5 @@ def fetch_offsite(s3lib, s3, bucket, prefix, source, directory):
         if claimed and claimed != remote["sha256"]:
             raise BackupError("s3://%s/%s carries sha256 %s in its metadata, its manifest says %s"
                               % (bucket, key, claimed, remote["sha256"]))
-    write_json(manifest_path(path), remote)
+    files.write_json(manifest_path(path), remote)
     return read_manifest(manifest_path(path))

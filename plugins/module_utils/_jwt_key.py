@@ -22,10 +22,8 @@ import json
 import os
 import re
 import secrets
-import shutil
-import tempfile
-import time
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
 
@@ -189,38 +187,12 @@ def set_values(text, values):
 def backup_file(path, now):
     """Copy path to <path>.<UTC time>.bak with mode 0600; returns the backup's path, or None when
     path does not exist yet (a secret file the rotation creates)."""
-    if not os.path.exists(path):
-        return None
-    backup = "%s.%s.bak" % (path, now.strftime("%Y%m%dT%H%M%SZ"))
-    while os.path.exists(backup):
-        backup = "%s.%s-%d.bak" % (path, now.strftime("%Y%m%dT%H%M%SZ"), int(time.time() * 1000) % 1000)
-    fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with open(path, "rb") as source, os.fdopen(fd, "wb") as target:
-        shutil.copyfileobj(source, target)
-        target.flush()
-        os.fsync(target.fileno())
-    return backup
+    return files.backup_copy(path, now) if os.path.exists(path) else None
 
 
 def write_secret_file(path, text):
-    """Replace path atomically with text: a 0600 temp file in the same directory, fsync, rename.
-    The owner of the old file is kept."""
-    directory = os.path.dirname(path)
-    owner = os.stat(path) if os.path.exists(path) else None
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        if owner is not None:
-            os.chown(tmp, owner.st_uid, owner.st_gid)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Replace path atomically with text, mode 0600, keeping the owner of the old file."""
+    files.write_atomic(path, text, 0o600)
 
 
 def diff_text(resolved, new_fingerprint=None, added=None):

@@ -35,7 +35,6 @@ OVERRIDE_FILE = "docker-compose.override.yml"
 BASE_PREFIX = "base_"
 BASE_SUFFIX = ".tar.gz"
 MANIFEST_SUFFIX = ".json"
-PARTIAL_PREFIX = ".partial."
 RECOVERIES_FILE = "recoveries.json"
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 RECOVERY_MARK = "# nfamily.ops pitr recovery settings"

@@ -5,9 +5,14 @@
 
 # This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
 
-"""Run bookkeeping shared by every runbook: host-side state files (locks, checkpoints, run log)
-written atomically with 0600, and the rules that decide who may hold a lock and whether a
-re-run resumes an unfinished run.
+"""Run bookkeeping shared by every runbook: host-side state files (locks, checkpoints, run log),
+the rules that decide who may hold a lock and whether a re-run resumes an unfinished run, and
+how a run is seen alive on the host.
+
+Every lock operation reads, decides and writes under one exclusive flock of `locks/.guard`, so
+two runs can never both decide that a lock is theirs. A run is alive on the host while any process
+carries its id in NFAMILY_OPS_RUN_ID (the runbook roles set it on every task): a module that
+outlives its killed controller keeps its run's locks, however long it takes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,16 +21,22 @@ __metaclass__ = type
 
 import datetime
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
-import tempfile
+import time
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 
 DEFAULT_STATE_DIR = "/var/lib/nfamily-ops"
+RUN_ID_ENV = "NFAMILY_OPS_RUN_ID"
+MAINTENANCE = "maintenance"
 SECRET_KEY_RE = re.compile(r"pass(word)?|secret|token|credential|private|(^|_)key($|_)|api_?key|dsn|auth", re.I)
 REDACTED = "[redacted]"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+POLL_S = 2
 
 
 class RunbookStateError(Exception):
@@ -64,14 +75,6 @@ def digest(inputs):
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[:16]
 
 
-def ensure_dir(path):
-    try:
-        os.makedirs(path, 0o700)
-    except OSError as exc:
-        if exc.errno != errno.EEXIST:
-            raise RunbookStateError("cannot create %s: %s" % (path, exc))
-
-
 def read_json(path):
     try:
         with open(path) as handle:
@@ -85,44 +88,15 @@ def read_json(path):
 
 
 def write_json(path, data):
-    """Write atomically: 0600 temp file in the same directory, fsync, rename."""
-    directory = os.path.dirname(path)
-    ensure_dir(directory)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def create_exclusive(path, data):
-    """Create path with data only if it does not exist. Returns False when it already exists."""
-    ensure_dir(os.path.dirname(path))
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            return False
-        raise RunbookStateError("cannot create %s: %s" % (path, exc))
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return True
+        files.write_json(path, data)
+    except (IOError, OSError) as exc:
+        raise RunbookStateError("cannot write %s: %s" % (path, exc))
 
 
 def append_line(path, record):
-    """Append one JSON line to a 0600 log in a single write (atomic for appends under PIPE_BUF-ish sizes)."""
-    ensure_dir(os.path.dirname(path))
+    """Append one JSON line to a 0600 log in a single write (atomic for appends of this size)."""
+    files.ensure_dir(os.path.dirname(path))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (json.dumps(record, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode())
@@ -131,10 +105,88 @@ def append_line(path, record):
         os.close(fd)
 
 
+def remove_file(path):
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise RunbookStateError("cannot remove %s: %s" % (path, exc))
+
+
+# ---------------------------------------------------------------- runs alive on the host
+
+def _ancestry(proc, pid):
+    """pid and its ancestors: the process asking must never count as its own evidence."""
+    lineage = set()
+    while pid and pid not in lineage:
+        lineage.add(pid)
+        try:
+            with open(os.path.join(proc, str(pid), "stat")) as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (IOError, OSError, ValueError, IndexError):
+            break
+    return lineage
+
+
+def run_processes(run_id, proc="/proc"):
+    """Processes on this host that belong to run run_id (they carry it in NFAMILY_OPS_RUN_ID), as
+    [{pid, command}]; the caller and its ancestors excluded. [] where /proc cannot tell."""
+    if not run_id or not os.path.isdir(proc):
+        return []
+    needle = ("%s=%s" % (RUN_ID_ENV, run_id)).encode() + b"\0"
+    mine = _ancestry(proc, os.getpid())
+    found = []
+    for name in os.listdir(proc):
+        if not name.isdigit() or int(name) in mine:
+            continue
+        try:
+            with open(os.path.join(proc, name, "environ"), "rb") as handle:
+                environ = b"\0" + handle.read()
+            if b"\0" + needle not in environ:
+                continue
+            with open(os.path.join(proc, name, "cmdline"), "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except (IOError, OSError):
+            continue  # gone meanwhile, or not ours to read
+        found.append({"pid": int(name), "command": command[:120]})
+    return sorted(found, key=lambda p: p["pid"])
+
+
+def describe_processes(processes):
+    return ", ".join("pid %d (%s)" % (p["pid"], p["command"] or "?") for p in processes[:3]) + (
+        " and %d more" % (len(processes) - 3) if len(processes) > 3 else "")
+
+
 # ---------------------------------------------------------------- locks
 
 def lock_path(state_dir, family):
     return os.path.join(state_dir, "locks", "%s.json" % family)
+
+
+class LockGuard(object):
+    """Exclusive flock on `<state_dir>/locks/.guard` for one read-decide-write of the lock files.
+    The kernel drops it when its holder dies, so it can never be stale."""
+
+    def __init__(self, state_dir, create=True):
+        self.path = os.path.join(state_dir, "locks", ".guard")
+        self.create = create
+        self.fd = None
+
+    def __enter__(self):
+        if not self.create and not os.path.isdir(os.path.dirname(self.path)):
+            return self  # check mode on a host without locks: nothing to read, nothing to guard
+        try:
+            files.ensure_dir(os.path.dirname(self.path))
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except (IOError, OSError) as exc:
+            raise RunbookStateError("cannot lock %s: %s" % (self.path, exc))
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+        return False
 
 
 def describe_holder(holder):
@@ -147,15 +199,17 @@ def describe_holder(holder):
         holder.get("run_id"), holder.get("runbook"), who, holder.get("acquired_at"), holder.get("expires_at"))
 
 
-def lock_decision(holder, request, now, takeover_run_id=None, break_lock=False):
-    """What to do with a lock request given the current holder (or None).
-
-    Returns (action, reason) with action in: acquire, refresh, takeover, refuse.
-    """
+def lock_decision(holder, request, now, takeover_run_id=None, break_lock=False, processes=()):
+    """What to do with a lock request given the current holder (or None) and the processes of the
+    holder's run still on this host. Returns (action, reason), action in: acquire, refresh, takeover,
+    refuse, busy (refused because the holder still runs here, whatever else is asked)."""
     if holder is None:
         return "acquire", "free"
     if holder.get("run_id") == request["run_id"]:
         return "refresh", "held by this run"
+    if processes:
+        return "busy", "%s; a task of that run is still running on this host: %s" % (
+            describe_holder(holder), describe_processes(processes))
     if break_lock:
         return "takeover", "broken on request"
     try:
@@ -170,27 +224,135 @@ def lock_decision(holder, request, now, takeover_run_id=None, break_lock=False):
     return "refuse", describe_holder(holder)
 
 
+def new_lock(request, family, now, ttl):
+    lock = dict((k, request.get(k)) for k in ("run_id", "runbook", "target", "owner", "awx_job_id", "controller"))
+    lock.update(family=family, acquired_at=isoformat(now), expires_at=isoformat(now + datetime.timedelta(seconds=ttl)))
+    return lock
+
+
+def try_locks(state_dir, families, request, ttl, takeover_run_id=None, break_lock=False, check_mode=False):
+    """Take (or refresh) every lock in families at once, or none: one guarded read-decide-write.
+
+    Returns {"families": {family: {action, reason, holder, lock}}, "refused": [family, ...]}; nothing
+    is written when any family is refused or busy, or in check mode."""
+    now = utcnow()
+    outcome = {"families": {}, "refused": []}
+    with LockGuard(state_dir, create=not check_mode):
+        for family in families:
+            path = lock_path(state_dir, family)
+            holder = read_json(path)
+            processes = run_processes(holder.get("run_id")) if holder and holder.get("run_id") != request["run_id"] else []
+            action, reason = lock_decision(holder, request, now, takeover_run_id, break_lock, processes)
+            entry = {"action": action, "reason": reason, "holder": holder, "path": path, "processes": processes}
+            if action in ("refuse", "busy"):
+                outcome["refused"].append(family)
+            else:
+                entry["lock"] = new_lock(request, family, now, ttl)
+                if action == "refresh":
+                    entry["lock"]["acquired_at"] = holder.get("acquired_at", entry["lock"]["acquired_at"])
+                if action == "takeover":
+                    entry["lock"]["took_over"] = {"run_id": holder.get("run_id"), "reason": reason}
+            outcome["families"][family] = entry
+        if not outcome["refused"] and not check_mode:
+            for entry in outcome["families"].values():
+                write_json(entry["path"], entry["lock"])
+    return outcome
+
+
+def acquire_locks(state_dir, families, request, ttl, wait=0, orphan_wait=0, takeover_run_id=None, break_lock=False,
+                  check_mode=False, sleep=time.sleep, clock=time.time):
+    """try_locks, again every POLL_S seconds while refused: up to `wait` seconds while another live
+    run holds a lock, up to `orphan_wait` while the only thing holding it is a task of a run that is
+    otherwise over (its controller died, its lock expired, or it is broken on request)."""
+    started = clock()
+    while True:
+        outcome = try_locks(state_dir, families, request, ttl, takeover_run_id, break_lock, check_mode)
+        if not outcome["refused"] or check_mode:
+            return outcome
+        busy_only = all(outcome["families"][f]["action"] == "busy" for f in outcome["refused"])
+        orphaned = busy_only and (break_lock or takeover_run_id or any(
+            lock_decision(outcome["families"][f]["holder"], request, utcnow(), takeover_run_id, break_lock)[0] == "takeover"
+            for f in outcome["refused"]))
+        limit = orphan_wait if orphaned else wait
+        if clock() - started + POLL_S > limit:
+            return outcome
+        sleep(POLL_S)
+
+
+def release_locks(state_dir, families, run_id, check_mode=False):
+    """Remove the locks in families that run_id holds. Returns {family: (action, holder)}."""
+    outcome = {}
+    with LockGuard(state_dir, create=not check_mode):
+        for family in families:
+            path = lock_path(state_dir, family)
+            holder = read_json(path)
+            if holder is None:
+                outcome[family] = ("not_held", None)
+            elif holder.get("run_id") != run_id:
+                outcome[family] = ("held_by_other", holder)
+            else:
+                if not check_mode:
+                    remove_file(path)
+                outcome[family] = ("released", holder)
+    return outcome
+
+
+def refresh_locks(state_dir, run_id, ttl):
+    """Extend every lock run_id holds by ttl seconds from now. Returns the families refreshed."""
+    directory = os.path.join(state_dir, "locks")
+    if not os.path.isdir(directory):
+        return []
+    refreshed = []
+    with LockGuard(state_dir):
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(directory, name)
+            lock = read_json(path)
+            if lock and lock.get("run_id") == run_id:
+                lock["expires_at"] = isoformat(utcnow() + datetime.timedelta(seconds=ttl))
+                write_json(path, lock)
+                refreshed.append(name[:-5])
+    return refreshed
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def checkpoint_path(state_dir, runbook):
     return os.path.join(state_dir, "runs", "%s.json" % runbook)
 
 
-def begin_decision(state, inputs_digest, abandon=False):
+OPEN_STATUSES = ("running",)
+
+
+def is_open(state):
+    """Whether a run state leaves something to resume: it is running and some step began or finished."""
+    return bool(state) and state.get("status") in OPEN_STATUSES and bool(state.get("done") or state.get("started"))
+
+
+def begin_decision(state, inputs_digest, abandon=False, resumable=True):
     """Whether a run may begin. Returns (action, reason): new, resume, abandon_and_new, refuse."""
-    if state is None or state.get("status") in ("finished", "abandoned"):
+    if not is_open(state):
         return "new", "no unfinished run"
+    if not resumable:
+        return "abandon_and_new", "this runbook never waits on an unfinished run: each run starts anew"
     if state.get("inputs_digest") == inputs_digest:
         return "resume", "unfinished run with the same inputs"
     if abandon:
         return "abandon_and_new", "unfinished run with other inputs abandoned on request"
-    return "refuse", "unfinished run %s (started %s, steps done: %s) has other inputs" % (
-        state.get("run_id"), state.get("started_at"), ", ".join(sorted(state.get("done", {}))) or "none")
+    return "refuse", describe_unfinished(state)
 
 
-def remove_file(path):
-    try:
-        os.unlink(path)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise RunbookStateError("cannot remove %s: %s" % (path, exc))
+def describe_unfinished(state):
+    started = [s for s in state.get("steps", []) if s in state.get("started", {}) and s not in state.get("done", {})]
+    inputs = ", ".join("%s=%s" % (k, json.dumps(v, sort_keys=True)) for k, v in sorted((state.get("inputs") or {}).items()))
+    return "unfinished run %s (started %s; inputs %s; steps done: %s%s) has other inputs" % (
+        state.get("run_id"), state.get("started_at"), inputs or "none",
+        ", ".join(s for s in state.get("steps", []) if s in state.get("done", {})) or "none",
+        "; started, not recorded done: %s" % ", ".join(started) if started else "")
+
+
+def abandoned_summary(state):
+    return {"run_id": state.get("run_id"), "started_at": state.get("started_at"), "inputs": state.get("inputs", {}),
+            "done": [s for s in state.get("steps", []) if s in state.get("done", {})],
+            "started": sorted(set(state.get("started", {})) - set(state.get("done", {})))}

@@ -20,6 +20,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 
 try:
@@ -121,7 +122,7 @@ def upload(s3, path, bucket, key, sha256):
 
 def download(s3, bucket, key, dest):
     """Download an object to dest through a partial file; returns the sha256 its metadata claims."""
-    partial = os.path.join(os.path.dirname(dest), ".%s.partial" % os.path.basename(dest))
+    partial = files.partial_path(dest)
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         s3.download_file(bucket, key, partial, Config=transfer_config())
@@ -131,6 +132,7 @@ def download(s3, bucket, key, dest):
         raise S3Error("downloading s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
     os.chmod(partial, 0o600)
     os.rename(partial, dest)
+    files.fsync_dir(os.path.dirname(dest))
     return head.get("Metadata", {}).get(SHA256_META)
 
 

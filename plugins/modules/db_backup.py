@@ -22,6 +22,8 @@ description:
     mode 0600; a backup without a manifest is not a backup for M(nfamily.ops.db_restore) or for retention.
   - Retention then removes this module's older backups beyond O(keep_count) or older than O(keep_days); the newest backup
     is never removed. Other files in O(dest) (for example C(nself db backup)'s C(.sql) files) are never touched.
+  - Before the dump, partial files of killed backups that no process holds open any more are removed, so a night whose
+    backup was killed or ran out of space never keeps the next one from having room.
   - This replaces C(nself db backup), which writes uncompressed plain SQL, drops pg_dump's errors and dies without a
     file name on nself 0.9.9.
 extends_documentation_fragment:
@@ -141,7 +143,7 @@ pruned:
   type: list
   elements: str
 removed_partials:
-  description: Partial files of killed backups that were removed.
+  description: Partial files of killed backups that were removed (or would be, in check mode).
   returned: always
   type: list
   elements: str
@@ -158,12 +160,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import KEY_TABLES, PostgresError, pg_argument_spec, project_database
-
-STALE_PARTIAL_S = 3600
-
 
 def argument_spec():
     spec = nself_argument_spec()
@@ -201,8 +201,12 @@ def main():
         path = os.path.join(dest, name)
         if os.path.exists(path):
             raise bk.BackupError("%s already exists; backups are never overwritten, choose another name" % path)
+        partials = files.abandoned_partials(dest)
+        if not module.check_mode:
+            for partial in partials:
+                os.unlink(partial)
         required = params["required_free"] if params["required_free"] is not None else pg.database_size() // 2
-        free = disk.free_bytes(dest)
+        free = disk.free_bytes(dest) + (sum(os.path.getsize(p) for p in partials) if module.check_mode else 0)
         if free < required:
             raise bk.BackupError("%s has %s free; the backup needs about %s. Free space, or set required_free"
                                  % (dest, disk.mib(free), disk.mib(required)))
@@ -210,9 +214,8 @@ def main():
             planned = [{"finished_at": bk.isoformat(now), "file": name}] + bk.catalogue(dest)
             doomed = bk.prune_plan(planned, params["keep_count"], params["keep_days"], now)
             module.exit_json(changed=True, backup={"path": path}, pruned=[e["path"] for e in doomed],
-                             removed_partials=[], commands=pg.commands)
-        if not os.path.isdir(dest):
-            os.makedirs(dest, 0o700)
+                             removed_partials=partials, commands=pg.commands)
+        files.ensure_dir(dest)
         manifest = bk.take_backup(pg, dest, name, params["key_tables"], params["verify"], params["compress"])
         if params["offsite"]:
             s3 = s3lib.client(s3lib.settings_from_env(pg.env, params["offsite"]))
@@ -220,9 +223,6 @@ def main():
         doomed = bk.prune_plan(bk.catalogue(dest), params["keep_count"], params["keep_days"], bk.utcnow())
         for entry in doomed:
             bk.remove_backup(entry)
-        partials = bk.stale_partials(dest, bk.utcnow(), STALE_PARTIAL_S)
-        for partial in partials:
-            os.unlink(partial)
     except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     except (IOError, OSError) as exc:

@@ -102,6 +102,11 @@ pruned_wal:
   description: Number of archive files removed (or that would be) and their bytes.
   returned: always
   type: dict
+removed_partials:
+  description: Partial files of killed base backups, held open by no process, that were removed (or would be).
+  returned: always
+  type: list
+  elements: str
 commands:
   description: The commands run (argv lists).
   returned: always
@@ -110,19 +115,16 @@ commands:
 """
 
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresError, pg_argument_spec, project_database
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
-
-STALE_PARTIAL_S = 3600
-
 
 def argument_spec():
     spec = nself_argument_spec()
@@ -150,22 +152,13 @@ def cluster_facts(pg):
 def take(pg, dest, name, compress, facts):
     """Stream the base backup through a partial file, read it back, rename it, then write the manifest."""
     path = os.path.join(dest, name)
-    partial = os.path.join(dest, pitr.PARTIAL_PREFIX + name)
     started = utcnow()
     tool = ["pg_basebackup", "-U", pg.user, "-D", "-", "-Ft", "-Z", str(compress), "-X", "fetch", "-c", "fast",
             "--no-manifest", "-l", "nfamily.ops %s" % name]
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            digest, size = pg.stream_out(tool, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        label = pitr.read_base_tar(partial)
-        os.rename(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
+    with files.PartialFile(path) as partial:
+        digest, size = pg.stream_out(tool, partial.handle)
+        partial.sync()
+        label = pitr.read_base_tar(partial.path)
     finished = utcnow()
     manifest = {
         "producer": pitr.PRODUCER, "format": "pg_basebackup-tar-gzip", "file": name, "sha256": digest, "size": size,
@@ -183,14 +176,6 @@ def take(pg, dest, name, compress, facts):
 def retention(bases, keep_count):
     """(kept, doomed) of oldest-first base backups: the newest keep_count are kept."""
     return bases[-keep_count:], bases[:-keep_count] if len(bases) > keep_count else []
-
-
-def stale_partials(dest):
-    if not os.path.isdir(dest):
-        return []
-    now = time.time()
-    return [os.path.join(dest, n) for n in sorted(os.listdir(dest)) if n.startswith(pitr.PARTIAL_PREFIX)
-            and now - os.path.getmtime(os.path.join(dest, n)) > STALE_PARTIAL_S]
 
 
 def public(manifest):
@@ -213,8 +198,12 @@ def main():
         if facts["archive_mode"] not in ("on", "always"):
             raise pitr.PitrError("WAL archiving is off (archive_mode=%s): a base backup alone cannot recover to a later "
                                  "time. Enable it first with playbooks/db_pitr_enable.yml" % facts["archive_mode"])
+        partials = files.abandoned_partials(dest)
+        if not module.check_mode:
+            for partial in partials:
+                os.unlink(partial)
         required = params["required_free"] if params["required_free"] is not None else facts["cluster_size"]
-        free = disk.free_bytes(dest)
+        free = disk.free_bytes(dest) + (sum(os.path.getsize(p) for p in partials) if module.check_mode else 0)
         if free < required:
             raise pitr.PitrError("%s has %s free; the base backup needs up to %s. Free space, or set required_free"
                                  % (dest, disk.mib(free), disk.mib(required)))
@@ -225,9 +214,8 @@ def main():
         if module.check_mode:
             _kept, doomed = retention(existing + [{"path": os.path.join(dest, name)}], params["keep_count"])
             module.exit_json(changed=True, backup={"path": os.path.join(dest, name)}, pruned=[e["path"] for e in doomed],
-                             pruned_wal={"files": 0, "bytes": 0}, commands=pg.commands)
-        if not os.path.isdir(dest):
-            os.makedirs(dest, 0o700)
+                             pruned_wal={"files": 0, "bytes": 0}, removed_partials=partials, commands=pg.commands)
+        files.ensure_dir(dest)
         manifest = take(pg, dest, name, params["compress"], facts)
         kept, doomed = retention(pitr.base_catalogue(dest), params["keep_count"])
         for entry in doomed:
@@ -239,14 +227,12 @@ def main():
                 pruned_wal["bytes"] += os.path.getsize(path)
                 pruned_wal["files"] += 1
                 os.unlink(path)
-        for partial in stale_partials(dest):
-            os.unlink(partial)
     except (pitr.PitrError, PostgresError) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot write the base backup in %s: %s" % (dest, exc), commands=pg.commands if pg else [])
     module.exit_json(changed=True, backup=public(manifest), pruned=[e["path"] for e in doomed], pruned_wal=pruned_wal,
-                     commands=pg.commands)
+                     removed_partials=partials, commands=pg.commands)
 
 
 if __name__ == "__main__":

@@ -113,11 +113,11 @@ commands:
 """
 
 import os
-import shutil
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresError, pg_argument_spec, project_database, quote_literal
@@ -179,16 +179,10 @@ def plan_override(params, archive_dir):
 
 
 def write_override(path, current, new):
-    backup = None
-    if current is not None:
-        backup = "%s.%s.bak" % (path, utcnow().strftime("%Y%m%dT%H%M%SZ"))
-        shutil.copy2(path, backup)
-    tmp = path + ".nfamily.tmp"
-    with open(tmp, "w") as handle:
-        handle.write(new)
-    if current is not None:
-        shutil.copymode(path, tmp)
-    os.rename(tmp, path)
+    """Replace the override file atomically (its mode and owner kept; 0644 for a new one), after a backup."""
+    backup = files.backup_copy(path, utcnow()) if current is not None else None
+    mode = os.stat(path).st_mode & 0o777 if current is not None else 0o644
+    files.write_atomic(path, new, mode)
     return backup
 
 

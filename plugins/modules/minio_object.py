@@ -91,6 +91,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._backup import sha256_file
 
@@ -163,7 +164,7 @@ def main():
 def fetch(s3, params, current):
     """Download through a partial file; the sha256 must match the object's metadata before the rename."""
     dest = params["dest"]
-    partial = os.path.join(os.path.dirname(dest), ".%s.partial" % os.path.basename(dest))
+    partial = files.partial_path(dest)
     claimed = s3lib.download(s3, params["bucket"], params["key"], partial)
     digest = sha256_file(partial)[0]
     if claimed and digest != claimed:

@@ -16,11 +16,17 @@ description:
   - A runbook declares its steps and the inputs that matter when it begins (O(action=begin)). Each destructive step records
     its completion with the data that identifies what it did (O(action=done)), for example which backup it restored.
   - A re-run after a kill begins again with the same inputs, gets the steps already done in RV(done), and skips them.
-    A re-run with other inputs while a run is unfinished is refused, unless O(abandon=true).
+    A re-run with other inputs while a run is unfinished is refused, unless O(abandon=true), naming the unfinished run, its
+    inputs and the steps it did.
+  - A runbook that only adds (O(resumable=false), such as a backup, a drill or a triage) never waits on an unfinished run. It
+    abandons it, says so in RV(abandoned), and begins anew.
+  - A run is unfinished only once one of its steps started or finished. A run that failed or was killed before its first
+    step leaves nothing to resume and blocks nothing.
   - A step marks itself started (O(action=start)) before its effect. A step that a killed run started but did not record
     is listed in RV(interrupted); the runbook verifies whether its effect happened before doing it again, and
     O(action=start) on it returns RV(retry=true).
-  - O(action=finish) with O(status=success) closes the run; the next begin starts a new one. A failed run stays unfinished.
+  - O(action=finish) with O(status=success) closes the run; the next begin starts a new one. A failed run stays unfinished
+    when it had begun a step, and is closed when it had not.
   - The state lives in C(<state_dir>/runs/<runbook>.json) on the host, written atomically with mode 0600.
   - Run bookkeeping is not a change of the host's managed state, so the module reports C(changed=false);
     RV(written) tells whether the state file was written.
@@ -65,6 +71,13 @@ options:
     description: With V(begin), abandon an unfinished run that has other inputs and start a new one.
     type: bool
     default: false
+  resumable:
+    description:
+      - With V(begin), whether an unfinished run is resumed (same inputs) or refused (other inputs), as for a runbook that
+        replaces data.
+      - V(false) for a runbook that only adds (backups, drills, triage): an unfinished run is abandoned and a new one begins.
+    type: bool
+    default: true
   step:
     description: The step that starts (V(start)) or finished (V(done)). Required for both.
     type: str
@@ -77,11 +90,12 @@ options:
     type: str
     choices: [success, failed]
     default: success
-  lock_family:
-    description: Refresh this lock family's expiry when the lock is held by O(run_id), so a long run keeps its lock.
-    type: str
+  refresh_locks:
+    description: After writing, extend every lock O(run_id) holds by O(lock_ttl), so a long run keeps its locks.
+    type: bool
+    default: true
   lock_ttl:
-    description: Seconds the refreshed lock lives from now.
+    description: Seconds the refreshed locks live from now.
     type: int
     default: 3600
 author:
@@ -119,6 +133,12 @@ decision:
   returned: when O(action=begin)
   type: str
   sample: resume
+abandoned:
+  description: For V(begin) - the unfinished run this one abandoned (run id, start, inputs, steps done and started), or
+    an empty dict.
+  returned: when O(action=begin)
+  type: dict
+  sample: {"run_id": "20261127T010000Z-1", "done": [], "started": ["backup"]}
 done:
   description: Steps already done in this run, with when and by which run id, and their data.
   returned: always
@@ -154,8 +174,6 @@ state_file:
   type: str
 """
 
-import datetime
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
@@ -166,11 +184,11 @@ def begin(module, state, now):
     if not params["steps"]:
         raise rb.RunbookStateError("action=begin needs the runbook's steps")
     inputs_digest = rb.digest(params["inputs"])
-    decision, reason = rb.begin_decision(state, inputs_digest, params["abandon"])
+    decision, reason = rb.begin_decision(state, inputs_digest, params["abandon"], params["resumable"])
     if decision == "refuse":
-        module.fail_json(msg="%s on this host: %s. Re-run with the same inputs to finish it, or set "
-                             "runbook_abandon_unfinished=true to abandon it." % (params["runbook"], reason),
-                         state=state, done=state.get("done", {}), pending=[])
+        module.fail_json(msg="%s on this host: %s. Either finish it: re-run with the same inputs; or abandon it: re-run "
+                             "with -e runbook_abandon_unfinished=true (what its done steps changed stays as it is)."
+                             % (params["runbook"], reason), state=state, done=state.get("done", {}), pending=[])
     if decision == "resume":
         state = dict(state, run_id=params["run_id"], resumed_at=rb.isoformat(now),
                      runs=state.get("runs", []) + [params["run_id"]])
@@ -185,7 +203,7 @@ def begin(module, state, now):
                  "steps": params["steps"], "inputs": rb.redact(params["inputs"]), "inputs_digest": inputs_digest,
                  "started_at": rb.isoformat(now), "status": "running", "done": {}}
         if previous:
-            state["abandoned"] = {"run_id": previous.get("run_id"), "done": sorted(previous.get("done", {}))}
+            state["abandoned"] = rb.abandoned_summary(previous)
     return state, decision
 
 
@@ -215,12 +233,14 @@ def mark_done(params, state, now):
     return dict(state, done=done)
 
 
-def refresh_lock(params, now):
-    path = rb.lock_path(params["state_dir"], params["lock_family"])
-    lock = rb.read_json(path)
-    if lock and lock.get("run_id") == params["run_id"]:
-        lock["expires_at"] = rb.isoformat(now + datetime.timedelta(seconds=params["lock_ttl"]))
-        rb.write_json(path, lock)
+def finish(params, state, now):
+    if state is None or state.get("run_id") != params["run_id"]:
+        raise rb.RunbookStateError("%s has no run %s to finish" % (params["runbook"], params["run_id"]))
+    if params["status"] == "success":
+        return dict(state, status="finished", finished_at=rb.isoformat(now))
+    if not rb.is_open(state):
+        return dict(state, status="closed", finished_at=rb.isoformat(now), last_failure_at=rb.isoformat(now))
+    return dict(state, last_failure_at=rb.isoformat(now))
 
 
 def main():
@@ -235,7 +255,8 @@ def main():
             step=dict(type="str"),
             data=dict(type="dict", default={}),
             status=dict(type="str", choices=["success", "failed"], default="success"),
-            lock_family=dict(type="str"),
+            resumable=dict(type="bool", default=True),
+            refresh_locks=dict(type="bool", default=True),
             lock_ttl=dict(type="int", default=3600),
             state_dir=dict(type="path", default=rb.DEFAULT_STATE_DIR),
         ),
@@ -261,23 +282,20 @@ def main():
         elif params["action"] == "done":
             state = mark_done(params, state, now)
         elif params["action"] == "finish":
-            if state is None or state.get("run_id") != params["run_id"]:
-                raise rb.RunbookStateError("%s has no run %s to finish" % (params["runbook"], params["run_id"]))
-            if params["status"] == "success":
-                state = dict(state, status="finished", finished_at=rb.isoformat(now))
-            else:
-                state = dict(state, last_failure_at=rb.isoformat(now))
+            state = finish(params, state, now)
         if params["action"] != "status" and not module.check_mode:
             rb.write_json(path, state)
             result["written"] = True
-            if params["lock_family"]:
-                refresh_lock(params, now)
+            if params["refresh_locks"] and params["action"] != "finish":
+                rb.refresh_locks(params["state_dir"], params["run_id"], params["lock_ttl"])
     except rb.RunbookStateError as exc:
         module.fail_json(msg=str(exc))
     state = state or {}
     done = state.get("done", {}) if state.get("status") == "running" else {}
     pending = [s for s in state.get("steps", []) if s not in done]
     interrupted = interrupted_steps(state, params)
+    if params["action"] == "begin":
+        result["abandoned"] = state.get("abandoned", {}) if result["decision"] == "abandon_and_new" else {}
     module.exit_json(changed=False, state=state, done=done, pending=pending, interrupted=interrupted, **result)
 
 

@@ -72,6 +72,10 @@ options:
   summary:
     description: A one-line summary, for example the failure message.
     type: str
+  abandoned:
+    description: The unfinished earlier run this run abandoned (its id, start, inputs and steps), when it did.
+    type: dict
+    default: {}
 author:
   - nfamily.ops maintainers (@nfamily)
 """
@@ -126,7 +130,7 @@ def build_record(params, now, hostname):
         "who": params["who"], "playbook": params["playbook"], "limit": params["limit"],
         "parameters": params["parameters"], "started_at": started, "ended_at": rb.isoformat(now),
         "duration_s": duration, "changed_steps": params["changed_steps"], "artifacts": params["artifacts"],
-        "summary": params["summary"],
+        "summary": params["summary"], "abandoned": params["abandoned"] or None,
     })
 
 
@@ -144,6 +148,7 @@ def main():
             changed_steps=dict(type="list", elements="str", default=[]),
             artifacts=dict(type="list", elements="str", default=[]),
             summary=dict(type="str"),
+            abandoned=dict(type="dict", default={}),
             state_dir=dict(type="path", default=rb.DEFAULT_STATE_DIR),
         ),
         supports_check_mode=True,

@@ -11,7 +11,7 @@ import pytest
 
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(SCENARIO), "_shared"))
-from runbook_host import STATE, Instance, wait_for  # noqa: E402
+from runbook_host import STATE, Instance, assert_failed_with, wait_for  # noqa: E402
 
 PLAYBOOK = os.path.join(SCENARIO, "selftest.yml")
 STEPS = ["prepare", "stop_services", "replace_data", "start_services"]
@@ -21,9 +21,9 @@ EFFECTS = "/var/lib/selftest/effects.log"
 @pytest.fixture
 def host(tmp_path):
     box = Instance("nfamily-molecule-framework", tmp_path)
-    box.sh("rm -rf %s /var/lib/selftest" % STATE)
+    box.sh("pkill -f '^sleep '; rm -rf %s /var/lib/selftest" % STATE)
     yield box
-    box.sh("rm -rf %s /var/lib/selftest" % STATE)
+    box.sh("pkill -f '^sleep '; rm -rf %s /var/lib/selftest" % STATE)
 
 
 def playbook(box, *extra, background=False):
@@ -42,7 +42,7 @@ def checkpointed(box):
 
 def test_prod_without_confirmation_changes_nothing(host):
     proc = playbook(host)
-    assert proc.returncode == 2 and "runbook_confirm=%s" % host.name in proc.stdout
+    assert_failed_with(proc, "selftest failed on %s:" % host.name, "Re-run with -e runbook_confirm=%s" % host.name)
     assert effects(host) == []
     assert host.run("test", "-e", STATE + "/locks/selftest.json").returncode == 1
     assert host.run("test", "-e", STATE + "/runs/selftest.json").returncode == 1
@@ -64,9 +64,8 @@ def test_concurrent_run_is_refused_naming_the_holder(host):
     try:
         assert wait_for(lambda: effects(host) == ["prepare"] and checkpointed(host) == ["prepare"])
         second = playbook(host, "-e", "runbook_confirm=%s" % host.name)
-        assert second.returncode == 2
         lock = json.loads(host.run("cat", STATE + "/locks/selftest.json").stdout)
-        assert "held by run %s of selftest" % lock["run_id"] in " ".join(second.stdout.split())
+        assert_failed_with(second, "The selftest lock on this host is held by run %s of selftest" % lock["run_id"])
         assert effects(host) == ["prepare"]  # the refused run changed nothing
     finally:
         os.killpg(first.pid, signal.SIGKILL)
@@ -113,8 +112,11 @@ def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
     assert wait_for(lambda: effects(host) == STEPS[:2])
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+    killed = host.read_json(STATE + "/runs/selftest.json")["run_id"]
     other = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=beta")
-    assert other.returncode == 2 and "runbook_abandon_unfinished" in other.stdout
+    assert_failed_with(other, "selftest on this host: unfinished run %s" % killed, 'dataset="alpha"',
+                       "steps done: prepare, stop_services)", "Either finish it: re-run with the same inputs",
+                       "or abandon it: re-run with -e runbook_abandon_unfinished=true")
     assert effects(host) == STEPS[:2]
     abandon = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=beta",
                        "-e", "runbook_abandon_unfinished=true")
@@ -137,3 +139,99 @@ def test_run_log_has_one_record_per_run_and_no_secret(host):
     for run_id in reports:
         for name in os.listdir(os.path.join(host.reports, run_id)):
             assert "s3cr3t-T0KEN" not in open(os.path.join(host.reports, run_id, name), encoding="utf-8").read()
+
+
+def test_a_run_that_fails_before_its_first_step_blocks_nothing(host):
+    """Row 1 of the run-state table: bad input found after the start leaves nothing to resume."""
+    failed = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=../bad", "-e", "selftest_fail_before_steps=true")
+    assert_failed_with(failed, "selftest refused dataset ../bad before its first step")
+    assert host.read_json(STATE + "/runs/selftest.json")["status"] == "closed"
+    assert host.run("test", "-e", STATE + "/locks/selftest.json").returncode == 1
+    plain = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+    assert plain.returncode == 0 and "new run" in plain.stdout, plain.stdout[-3000:]
+    assert effects(host) == STEPS
+
+
+def test_a_run_that_fails_inside_a_step_is_resumed_by_the_same_request(host):
+    """Row 3: a runbook that replaces data keeps its started run; the same request resumes it."""
+    failed = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_fail_in=replace_data")
+    assert_failed_with(failed, "selftest step replace_data failed on purpose")
+    assert effects(host) == STEPS[:2]
+    resumed = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+    assert resumed.returncode == 0 and "resuming; already done: prepare, stop_services" in resumed.stdout
+    assert effects(host) == STEPS
+
+
+def test_a_runbook_that_only_adds_never_waits_on_an_unfinished_run(host):
+    """Row 2: a killed additive run (a backup) is abandoned, recorded, and the next run goes on."""
+    adds = ("-e", "runbook_confirm=%s" % host.name, "-e", "selftest_resumable=false")
+    run = playbook(host, *adds, "-e", "selftest_hold_after=stop_services", background=True)
+    assert wait_for(lambda: effects(host) == STEPS[:2] and checkpointed(host) == sorted(STEPS[:2]))
+    killed = host.read_json(STATE + "/runs/selftest.json")["run_id"]
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    host.sh("pkill -f 'sleep 120'")
+    nightly = playbook(host, *adds, "-e", "selftest_dataset=beta")
+    assert nightly.returncode == 0, nightly.stdout[-3000:]
+    assert "abandoned the unfinished run %s" % killed in " ".join(nightly.stdout.split())
+    assert effects(host) == STEPS[:2] + STEPS
+    record = host.records()[-1]
+    assert record["result"] == "success" and record["abandoned"]["run_id"] == killed
+    assert record["abandoned"]["done"] == STEPS[:2]
+
+
+def test_two_runs_racing_for_the_lock_one_wins(host):
+    """Two operators start the same runbook at the same moment: exactly one runs it."""
+    racers = [playbook(host, "-e", "runbook_confirm=%s" % host.name, background=True) for _n in range(2)]
+    outputs = [(racer.communicate()[0], racer.returncode) for racer in racers]
+    assert sorted(rc for _out, rc in outputs) == [0, 2], [out[-1500:] for out, _rc in outputs]
+    loser = [out for out, rc in outputs if rc == 2][0]
+    assert "The selftest lock on this host is held by run" in " ".join(loser.split())
+    assert effects(host) == STEPS
+
+
+def test_a_rerun_waits_for_the_killed_runs_task_still_running_on_the_host(host):
+    """A module outlives its killed controller: the re-run never races it. It names the task while
+    it waits no more, and takes over once the task has ended."""
+    run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_before_record=replace_data",
+                   "-e", "selftest_hold_seconds=25", background=True)
+    assert wait_for(lambda: effects(host) == STEPS[:3] and host.sh("pgrep -f '^sleep 25'").returncode == 0)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    pid = host.sh("pgrep -f '^sleep 25'").stdout.strip()
+    impatient = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "runbook_orphan_wait=0")
+    assert_failed_with(impatient, "a task of that run is still running on this host:", "pid %s (sleep 25)" % pid)
+    assert effects(host) == STEPS[:3] and checkpointed(host) == sorted(STEPS[:2])
+    patient = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+    assert patient.returncode == 0, patient.stdout[-3000:]
+    assert "took over the selftest lock" in patient.stdout and "resuming" in patient.stdout
+    assert effects(host) == STEPS
+
+
+def test_a_run_holding_the_host_for_maintenance_keeps_triage_to_observing(host):
+    """While a run that stops services holds the host, triage sees a crashed service, says who holds
+    the host, and restarts nothing; once the run is over, triage restarts the service."""
+    run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_maintenance=true",
+                   "-e", "selftest_hold_after=stop_services", background=True)
+    try:
+        assert wait_for(lambda: checkpointed(host) == sorted(STEPS[:2]))
+        holder = host.read_json(STATE + "/locks/maintenance.json")["run_id"]
+        host.run("sandbox-fault", "set", "crash", "api")
+        assert wait_for(lambda: host.statuses().get("api") == "exited", timeout=30)
+        triage = host.playbook("api_triage.yml")
+        assert triage.returncode == 0, triage.stdout[-3000:]
+        record = host.records()[-1]
+        assert record["runbook"] == "api_triage" and record["changed_steps"] == []
+        assert record["summary"].startswith("maintenance by run %s of selftest" % holder)
+        assert "observed api_down (api), nothing restarted" in record["summary"]
+        assert host.calls(record["run_id"]) and not [argv for argv in host.calls(record["run_id"])
+                                                     if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
+        assert host.statuses()["api"] == "exited"
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        host.sh("pkill -f 'sleep 120'")
+    host.sh("rm -f %s/locks/maintenance.json %s/locks/selftest.json" % (STATE, STATE))
+    after = host.playbook("api_triage.yml")
+    assert after.returncode == 0 and host.statuses()["api"] == "healthy", after.stdout[-3000:]
+    assert host.records()[-1]["changed_steps"] == ["remediate"]

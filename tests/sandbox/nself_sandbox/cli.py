@@ -25,6 +25,7 @@ def log_call(argv):
         os.makedirs(os.path.dirname(paths.CALLS_LOG), exist_ok=True)
         with open(paths.CALLS_LOG, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"time": time.time(), "cwd": os.getcwd(), "argv": argv,
+                                     "run_id": os.environ.get("NFAMILY_OPS_RUN_ID") or None,
                                      "stdin_tty": sys.stdin.isatty() if sys.stdin else False}) + "\n")
     except OSError:
         pass

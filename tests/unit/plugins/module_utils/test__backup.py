@@ -88,16 +88,6 @@ def test_bad_names_are_refused(name):
         bk.check_name(name)
 
 
-def test_stale_partials_by_age(tmp_path):
-    old = tmp_path / ".a.dump.partial"
-    old.write_bytes(b"x")
-    os.utime(str(old), (NOW.timestamp() - 7200, NOW.timestamp() - 7200))
-    fresh = tmp_path / ".b.dump.partial"
-    fresh.write_bytes(b"x")
-    os.utime(str(fresh), (NOW.timestamp() - 60, NOW.timestamp() - 60))
-    assert bk.stale_partials(str(tmp_path), NOW, 3600) == [str(old)]
-
-
 def test_tables_with_data_reads_pg_restore_listing():
     toc = ["3401; 0 16390 TABLE DATA public users postgres", "3402; 0 16400 TABLE DATA auth sessions postgres",
            "215; 1259 16390 TABLE public users postgres", "3200; 2606 16500 CONSTRAINT public users users_pkey postgres"]

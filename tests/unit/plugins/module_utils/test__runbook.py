@@ -1,7 +1,9 @@
 import datetime
 import json
+import multiprocessing
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -47,15 +49,126 @@ def test_dead_holder_taken_over_only_for_same_runbook_and_target():
     assert rb.lock_decision(lock(), REQUEST, NOW, takeover_run_id="someone-else")[0] == "refuse"
 
 
+def test_a_holder_with_a_process_on_the_host_is_never_taken_over():
+    processes = [{"pid": 77, "command": "/usr/bin/python3"}]
+    for kwargs in ({}, {"break_lock": True}, {"takeover_run_id": "r1"}):
+        action, reason = rb.lock_decision(lock(expires="2026-11-27T00:00:00Z"), REQUEST, NOW, processes=processes, **kwargs)
+        assert action == "busy" and "still running on this host: pid 77 (/usr/bin/python3)" in reason
+
+
 def test_begin_decisions():
     digest = rb.digest({"backup": "a"})
-    running = {"status": "running", "inputs_digest": digest, "run_id": "r1", "started_at": "x", "done": {"stop": {}}}
+    running = {"status": "running", "inputs_digest": digest, "run_id": "r1", "started_at": "x", "steps": ["stop", "swap"],
+               "inputs": {"backup": "a"}, "done": {"stop": {}}, "started": {"stop": {}, "swap": {}}}
     assert rb.begin_decision(None, digest)[0] == "new"
     assert rb.begin_decision(dict(running, status="finished"), "other")[0] == "new"
+    assert rb.begin_decision(dict(running, status="closed"), "other")[0] == "new"
     assert rb.begin_decision(running, digest)[0] == "resume"
     action, reason = rb.begin_decision(running, rb.digest({"backup": "b"}))
-    assert action == "refuse" and "run r1" in reason and "stop" in reason
+    assert action == "refuse"
+    assert reason == ('unfinished run r1 (started x; inputs backup="a"; steps done: stop; started, not recorded done: swap) '
+                      'has other inputs')
     assert rb.begin_decision(running, rb.digest({"backup": "b"}), abandon=True)[0] == "abandon_and_new"
+
+
+def test_a_run_that_never_began_a_step_blocks_nothing():
+    nothing_begun = {"status": "running", "inputs_digest": "x", "run_id": "r1", "done": {}, "started": {}}
+    assert rb.begin_decision(nothing_begun, "other") == ("new", "no unfinished run")
+
+
+def test_a_runbook_that_only_adds_abandons_an_unfinished_run():
+    running = {"status": "running", "inputs_digest": "same", "run_id": "r1", "done": {}, "started": {"backup": {}}}
+    assert rb.begin_decision(running, "same", resumable=False)[0] == "abandon_and_new"
+    assert rb.begin_decision(running, "other", resumable=False)[0] == "abandon_and_new"
+
+
+def test_run_processes_finds_a_run_by_its_environment():
+    child = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="run-77"))
+    try:
+        found = rb.run_processes("run-77")
+        assert [p["pid"] for p in found] == [child.pid] and found[0]["command"] == "sleep 30"
+        assert rb.run_processes("run-7") == [] and rb.run_processes("") == []
+    finally:
+        child.kill()
+        child.wait()
+    assert rb.run_processes("run-77") == []
+
+
+def test_the_caller_never_counts_as_its_own_run(monkeypatch):
+    monkeypatch.setenv("NFAMILY_OPS_RUN_ID", "me")
+    assert rb.run_processes("me") == []
+
+
+def test_locks_are_taken_together_or_not_at_all(tmp_path):
+    state = str(tmp_path)
+    rb.write_json(rb.lock_path(state, "maintenance"), dict(lock(run_id="other"), expires_at="2099-01-01T00:00:00Z"))
+    outcome = rb.try_locks(state, ["database", "maintenance"], REQUEST, 3600)
+    assert outcome["refused"] == ["maintenance"] and not os.path.exists(rb.lock_path(state, "database"))
+    rb.release_locks(state, ["maintenance"], "other")
+    outcome = rb.try_locks(state, ["database", "maintenance"], REQUEST, 3600)
+    assert outcome["refused"] == [] and rb.read_json(rb.lock_path(state, "maintenance"))["run_id"] == "r2"
+    assert sorted(rb.refresh_locks(state, "r2", 60)) == ["database", "maintenance"]
+    released = rb.release_locks(state, ["database", "maintenance"], "r2")
+    assert [a for a, _h in released.values()] == ["released", "released"]
+    assert sorted(os.listdir(os.path.join(state, "locks"))) == [".guard"]
+
+
+def test_waiting_for_the_tasks_of_a_dead_run(tmp_path):
+    state = str(tmp_path)
+    rb.write_json(rb.lock_path(state, "database"), dict(lock(), expires_at="2000-01-01T00:00:00Z"))
+    clock = [0]
+    child = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="r1"))
+    try:
+        def sleep(seconds):
+            clock[0] += seconds
+            if clock[0] >= 6:
+                child.kill()
+                child.wait()
+        outcome = rb.acquire_locks(state, ["database"], REQUEST, 3600, wait=0, orphan_wait=60,
+                                   sleep=sleep, clock=lambda: clock[0])
+        assert outcome["refused"] == [] and outcome["families"]["database"]["action"] == "takeover" and clock[0] == 6
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_giving_up_on_a_live_holder_after_the_wait(tmp_path):
+    state = str(tmp_path)
+    rb.write_json(rb.lock_path(state, "database"), dict(lock(), expires_at="2099-01-01T00:00:00Z"))
+    clock = [0]
+    outcome = rb.acquire_locks(state, ["database"], REQUEST, 3600, wait=10, orphan_wait=600,
+                               sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+    assert outcome["refused"] == ["database"] and clock[0] == 10
+
+
+def _race(state, run_id, barrier, results):
+    barrier.wait()
+    request = dict(REQUEST, run_id=run_id)
+    outcome = rb.try_locks(state, ["database", "maintenance"], request, 3600)
+    results.put((run_id, not outcome["refused"]))
+
+
+@pytest.mark.parametrize("held_before", ["free", "expired"])
+def test_racing_processes_never_both_hold_a_lock(tmp_path, held_before):
+    """Eight processes released at once ask for the same locks, free or expired: exactly one gets them,
+    and the lock files name it. Repeated, so that an unguarded read-decide-write would show."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(15):
+        state = str(tmp_path / str(attempt))
+        if held_before == "expired":
+            for family in ("database", "maintenance"):
+                rb.write_json(rb.lock_path(state, family), dict(lock(run_id="dead"), expires_at="2000-01-01T00:00:00Z"))
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        racers = [ctx.Process(target=_race, args=(state, "run%d" % n, barrier, results)) for n in range(8)]
+        for racer in racers:
+            racer.start()
+        outcomes = [results.get(timeout=30) for _racer in racers]
+        for racer in racers:
+            racer.join()
+        winners = [run_id for run_id, won in outcomes if won]
+        assert len(winners) == 1, (attempt, winners)
+        assert rb.read_json(rb.lock_path(state, "database"))["run_id"] == winners[0]
+        assert rb.read_json(rb.lock_path(state, "maintenance"))["run_id"] == winners[0]
 
 
 def test_digest_is_order_independent():
@@ -87,13 +200,6 @@ def test_write_json_is_atomic_and_private(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     assert os.listdir(os.path.dirname(path)) == ["x.json"]
-
-
-def test_create_exclusive_only_once(tmp_path):
-    path = str(tmp_path / "locks" / "database.json")
-    assert rb.create_exclusive(path, {"run_id": "r1"}) is True
-    assert rb.create_exclusive(path, {"run_id": "r2"}) is False
-    assert rb.read_json(path) == {"run_id": "r1"}
 
 
 def test_append_line_keeps_one_record_per_line(tmp_path):

@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -36,6 +38,35 @@ def test_lock_takeover_and_break(run_module, tmp_path):
     broken = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r3", runbook="db_backup", break_lock=True))[0]
     assert broken["action"] == "taken_over"
     assert json.loads((tmp_path / "locks" / "database.json").read_text())["run_id"] == "r3"
+
+
+def test_lock_with_maintenance_is_all_or_nothing_and_can_report_instead_of_failing(run_module, tmp_path):
+    restore = run_module(runbook_lock.main, lock_args(tmp_path, maintenance=True))[0]
+    assert restore["action"] == "acquired"
+    assert sorted(os.listdir(str(tmp_path / "locks"))) == [".guard", "database.json", "maintenance.json"]
+    triage = lock_args(tmp_path, family="maintenance", run_id="t1", runbook="api_triage")
+    refused = run_module(runbook_lock.main, triage)[0]
+    assert refused["failed"] and refused["msg"].startswith("This host is under maintenance: its lock is held by run r1 of db_restore")
+    held = run_module(runbook_lock.main, dict(triage, on_held="report"))[0]
+    assert not held["failed"] and held["action"] == "held" and held["holder"]["run_id"] == "r1" and not held["written"]
+    storage = run_module(runbook_lock.main, lock_args(tmp_path, family="storage", run_id="s1", maintenance=True))[0]
+    assert storage["failed"] and not (tmp_path / "locks" / "storage.json").exists()  # nothing taken when one is refused
+    released = run_module(runbook_lock.main, lock_args(tmp_path, maintenance=True, state="released"))[0]
+    assert released["action"] == "released" and os.listdir(str(tmp_path / "locks")) == [".guard"]
+
+
+def test_lock_refuses_while_a_task_of_the_holder_still_runs(run_module, tmp_path):
+    run_module(runbook_lock.main, lock_args(tmp_path, run_id="killed", ttl=60))
+    orphan = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="killed"))
+    try:
+        result = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", break_lock=True, orphan_wait=0))[0]
+        assert result["failed"] and "a task of that run is still running on this host: pid %d (sleep 30)" % orphan.pid in result["msg"]
+        assert result["processes"] == [{"pid": orphan.pid, "command": "sleep 30"}]
+    finally:
+        orphan.kill()
+        orphan.wait()
+    taken = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", break_lock=True, orphan_wait=0))[0]
+    assert taken["action"] == "taken_over"
 
 
 def test_lock_check_mode_writes_nothing(run_module, tmp_path):
@@ -103,8 +134,40 @@ def test_checkpoint_abandon_and_secret_inputs(run_module, tmp_path):
     run_module(runbook_checkpoint.main, cp_args(tmp_path, action="done", step="verify"))
     args = cp_args(tmp_path, run_id="r2", action="begin", steps=STEPS, abandon=True, inputs={"backup": "b", "db_password": "hunter2"})
     new = run_module(runbook_checkpoint.main, args)[0]
-    assert new["decision"] == "abandon_and_new" and new["state"]["abandoned"] == {"run_id": "r1", "done": ["verify"]}
+    assert new["decision"] == "abandon_and_new" and new["abandoned"]["run_id"] == "r1" and new["abandoned"]["done"] == ["verify"]
+    assert new["state"]["abandoned"]["inputs"] == {"backup": "a"}
     assert "hunter2" not in (tmp_path / "runs" / "db_restore.json").read_text()
+
+
+def test_checkpoint_refusal_names_the_unfinished_run_and_both_ways_on(run_module, tmp_path):
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, inputs={"backup": "a"}))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="start", step="verify"))
+    refused = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="begin", steps=STEPS, inputs={"backup": "b"}))[0]
+    assert refused["failed"] and refused["msg"].startswith(
+        'db_restore on this host: unfinished run r1 (started ')
+    assert 'inputs backup="a"; steps done: none; started, not recorded done: verify) has other inputs. Either finish it: ' \
+        're-run with the same inputs; or abandon it: re-run with -e runbook_abandon_unfinished=true' in refused["msg"]
+
+
+def test_checkpoint_failed_before_any_step_is_closed(run_module, tmp_path):
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, inputs={"name": "../escape.dump"}))
+    closed = run_module(runbook_checkpoint.main, cp_args(tmp_path, action="finish", status="failed"))[0]
+    assert closed["state"]["status"] == "closed"
+    fresh = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="begin", steps=STEPS, inputs={"name": ""}))[0]
+    assert fresh["decision"] == "new" and fresh["abandoned"] == {}
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="start", step="verify"))
+    kept = run_module(runbook_checkpoint.main, cp_args(tmp_path, run_id="r2", action="finish", status="failed"))[0]
+    assert kept["state"]["status"] == "running" and kept["pending"] == STEPS
+
+
+def test_checkpoint_of_a_runbook_that_only_adds_abandons_and_goes_on(run_module, tmp_path):
+    args = cp_args(tmp_path, action="begin", steps=["backup"], inputs={"name": ""}, resumable=False)
+    run_module(runbook_checkpoint.main, args)
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="start", step="backup"))
+    # killed mid-backup; the next night's run has other inputs and goes on
+    nightly = run_module(runbook_checkpoint.main, dict(args, run_id="r2", inputs={"name": "x.dump"}))[0]
+    assert nightly["decision"] == "abandon_and_new" and nightly["abandoned"]["run_id"] == "r1"
+    assert nightly["abandoned"]["started"] == ["backup"] and nightly["pending"] == ["backup"]
 
 
 def test_checkpoint_refuses_undeclared_step(run_module, tmp_path):
@@ -116,7 +179,7 @@ def test_checkpoint_refuses_undeclared_step(run_module, tmp_path):
 def test_checkpoint_refreshes_own_lock(run_module, tmp_path):
     run_module(runbook_lock.main, lock_args(tmp_path, ttl=60))
     before = json.loads((tmp_path / "locks" / "database.json").read_text())["expires_at"]
-    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, lock_family="database", lock_ttl=7200))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS, lock_ttl=7200))
     after = json.loads((tmp_path / "locks" / "database.json").read_text())["expires_at"]
     assert after > before
 
