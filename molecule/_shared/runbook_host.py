@@ -59,6 +59,18 @@ class Instance:
         entries = [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
         return [e["argv"] for e in entries if run_id is None or e.get("run_id") == run_id]
 
+    def hold_lock(self, family, runbook, run_id="held-by-another-run", owner="alice"):
+        """Make a run of runbook alive on the host and holding family's lock (a process carries its run id,
+        as a task of a run does); returns the function that ends it."""
+        holder = {"run_id": run_id, "runbook": runbook, "family": family, "owner": owner, "target": "elsewhere",
+                  "acquired_at": "2026-11-29T02:00:00Z", "expires_at": "2000-01-01T00:00:00Z"}
+        self.sh("mkdir -p %s/locks && cat > %s/locks/%s.json <<'EOF'\n%s\nEOF" % (STATE, STATE, family, json.dumps(holder)))
+        self.sh("NFAMILY_OPS_RUN_ID=%s nohup sleep 300 >/dev/null 2>&1 &" % run_id)
+
+        def release():
+            self.sh("pkill -f '^sleep 300'; rm -f %s/locks/%s.json" % (STATE, family))
+        return release
+
     def records(self):
         proc = self.run("cat", STATE + "/runs.jsonl")
         return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []

@@ -21,6 +21,7 @@ import os
 import time
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
+from ansible_collections.nfamily.ops.plugins.module_utils._pg import CHECKSUM_SETTINGS
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -67,22 +68,56 @@ def catalogue(directory):
     return sorted(entries, key=lambda m: (m.get("finished_at", ""), m["file"]), reverse=True)
 
 
-def resolve(source, directory):
-    """The manifest a restore source names: `latest`, a manifest path, or a backup file path."""
+def failed_drill(manifest):
+    return (manifest.get("drill") or {}).get("result") == "failed"
+
+
+def describe_drill(manifest):
+    drill = manifest.get("drill") or {}
+    return "failed its restore drill on %s (%s)" % (drill.get("at", "?"), "; ".join(drill.get("problems", [])) or "?")
+
+
+def newest(entries, warn):
+    """The newest of the manifests (newest first) that did not fail a restore drill; warn about those it skips."""
+    for entry in entries:
+        if not failed_drill(entry):
+            return entry
+        warn("skipping %s, which %s" % (entry["file"], describe_drill(entry)))
+    return None
+
+
+def resolve(source, directory, warn=lambda message: None):
+    """The manifest a restore source names: `latest` (the newest backup that did not fail a restore drill),
+    a manifest path, or a backup file path."""
     if source == "latest":
-        entries = catalogue(directory)
-        if not entries:
-            raise BackupError("there is no verified backup in %s (a backup has a %s beside it)" % (directory, MANIFEST_SUFFIX))
-        return entries[0]
+        entry = newest(catalogue(directory), warn)
+        if entry is None:
+            raise BackupError("there is no verified backup in %s that passed its drills (a backup has a %s beside it)"
+                              % (directory, MANIFEST_SUFFIX))
+        return entry
     path = source if os.path.isabs(source) else os.path.join(directory, source)
-    if path.endswith(MANIFEST_SUFFIX):
-        return read_manifest(path)
-    if not os.path.exists(path):
-        raise BackupError("the backup %s does not exist" % path)
-    if not os.path.exists(manifest_path(path)):
-        raise BackupError("%s has no manifest (%s), so it was not verified by db_backup and its checksum is unknown"
-                          % (path, os.path.basename(manifest_path(path))))
-    return read_manifest(manifest_path(path))
+    if not path.endswith(MANIFEST_SUFFIX):
+        if not os.path.exists(path):
+            raise BackupError("the backup %s does not exist" % path)
+        if not os.path.exists(manifest_path(path)):
+            raise BackupError("%s has no manifest (%s), so it was not verified by db_backup and its checksum is unknown"
+                              % (path, os.path.basename(manifest_path(path))))
+        path = manifest_path(path)
+    manifest = read_manifest(path)
+    if failed_drill(manifest):
+        warn("restoring %s although it %s" % (manifest["file"], describe_drill(manifest)))
+    return manifest
+
+
+def stored(manifest):
+    """The manifest as it is written in its file (without the keys added when it is read)."""
+    return dict((k, v) for k, v in manifest.items() if k not in ("path", "manifest"))
+
+
+def mark_drill(manifest, drill):
+    """Record a restore drill's outcome in the backup's manifest (replaced atomically)."""
+    manifest["drill"] = drill
+    files.write_json(manifest["manifest"], stored(manifest))
 
 
 def sha256_file(path):
@@ -147,9 +182,15 @@ def take_backup(pg, directory, name, key_tables, verify="toc", compress=None):
     with files.PartialFile(path) as partial:
         with pg.snapshot_session() as session:
             server_version = session.query("SHOW server_version")[0][0]
+            database_size = int(session.query("SELECT pg_database_size(current_database())")[0][0])
             migrations = pg.migration_state(session)
             row_counts = pg.row_counts(key_tables, session)
+            for setting in CHECKSUM_SETTINGS:
+                session.query(setting)
+            if row_counts:  # the content checksums run in the server while pg_dump streams
+                session.send(pg.checksum_sql(sorted(row_counts)))
             digest, size = pg.dump(partial.handle, snapshot=session.snapshot, compress=compress)
+            checksums = dict((row[0], row[1]) for row in session.receive()) if row_counts else {}
         partial.sync()
         toc = pg.archive_toc(partial.path)
         missing = sorted(set(row_counts) - tables_with_data(toc))
@@ -160,8 +201,8 @@ def take_backup(pg, directory, name, key_tables, verify="toc", compress=None):
     finished = utcnow()
     manifest = {
         "producer": PRODUCER, "format": FORMAT, "file": name, "sha256": digest, "size": size,
-        "database": pg.database, "server_version": server_version, "migrations": migrations,
-        "row_counts": row_counts, "toc_entries": len(toc), "verified": verify,
+        "database": pg.database, "server_version": server_version, "database_size": database_size,
+        "migrations": migrations, "row_counts": row_counts, "checksums": checksums, "toc_entries": len(toc), "verified": verify,
         "started_at": isoformat(started), "finished_at": isoformat(finished),
         "duration_s": int((finished - started).total_seconds()),
     }
@@ -194,16 +235,17 @@ def copy_offsite(s3lib, s3, manifest, bucket, prefix):
     started = time.time()
     location = s3lib.upload(s3, manifest["path"], bucket, key, manifest["sha256"])
     location["duration_s"] = round(time.time() - started, 3)
-    local = dict((k, v) for k, v in manifest.items() if k not in ("path", "manifest"))
+    local = stored(manifest)
     local["offsite"] = {"bucket": bucket, "key": key}
     files.write_json(manifest["manifest"], local)
     s3lib.put_bytes(s3, bucket, key + MANIFEST_SUFFIX, json.dumps(local, indent=1, sort_keys=True).encode())
     return location
 
 
-def fetch_offsite(s3lib, s3, bucket, prefix, source, directory):
-    """Bring an offsite backup (`latest` or a file name under prefix) into directory, unless an identical
-    copy is already there, and return its local manifest. The checksum is checked by the caller."""
+def fetch_offsite(s3lib, s3, bucket, prefix, source, directory, warn=lambda message: None):
+    """Bring an offsite backup (`latest`: the newest that did not fail a restore drill, or a file name under
+    prefix) into directory, unless an identical copy is already there, and return its local manifest. The
+    checksum is checked by the caller."""
     if source == "latest":
         manifests = [o["Key"] for o in s3lib.list_keys(s3, bucket, prefix) if o["Key"].endswith(MANIFEST_SUFFIX)]
         candidates = []
@@ -213,9 +255,11 @@ def fetch_offsite(s3lib, s3, bucket, prefix, source, directory):
             except ValueError:
                 continue
         candidates = [(m, k) for m, k in candidates if isinstance(m, dict) and m.get("producer") == PRODUCER]
-        if not candidates:
-            raise BackupError("there is no backup manifest under s3://%s/%s" % (bucket, prefix))
-        remote, key = max(candidates, key=lambda c: (c[0].get("finished_at", ""), c[0].get("file", "")))
+        candidates.sort(key=lambda c: (c[0].get("finished_at", ""), c[0].get("file", "")), reverse=True)
+        chosen = newest([m for m, _k in candidates], warn)
+        if chosen is None:
+            raise BackupError("there is no backup manifest under s3://%s/%s that passed its drills" % (bucket, prefix))
+        remote, key = [(m, k) for m, k in candidates if m is chosen][0]
     else:
         key = prefix + os.path.basename(source) + ("" if source.endswith(MANIFEST_SUFFIX) else MANIFEST_SUFFIX)
         try:

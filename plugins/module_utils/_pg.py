@@ -34,6 +34,11 @@ KEY_TABLES = ["public.users", "public.families", "public.family_members", "publi
               "auth.refresh_tokens", "auth.sessions", "public.schema_migrations"]
 
 
+# Row text is rendered the same way wherever a checksum is taken (backup, drill), whatever the server's defaults.
+CHECKSUM_SETTINGS = ["SET TimeZone TO 'UTC'", "SET DateStyle TO 'ISO, YMD'", "SET IntervalStyle TO 'postgres'",
+                     "SET extra_float_digits TO 1", "SET bytea_output TO 'hex'"]
+
+
 class PostgresError(Exception):
     """A client tool that failed, or output that makes no sense."""
 
@@ -197,6 +202,20 @@ class PostgresContainer(object):
         sql = " UNION ALL ".join("SELECT %s, count(*) FROM %s" % (quote_literal(t), qualified(t)) for t in tables)
         return dict((row[0], int(row[1])) for row in run(sql))
 
+    def checksum_sql(self, tables):
+        """One query: each table's content checksum, the XOR of a 64-bit hash of every row's text (order does
+        not matter, any changed, added or removed row changes it). Tables must exist."""
+        return " UNION ALL ".join(
+            "SELECT %s, coalesce(bit_xor(('x' || left(md5(t::text), 16))::bit(64)::bigint), 0) FROM %s AS t"
+            % (quote_literal(table), qualified(table)) for table in tables)
+
+    def table_checksums(self, tables):
+        """{table: checksum} of existing tables, read with CHECKSUM_SETTINGS."""
+        tables = self.existing_tables(tables)
+        if not tables:
+            return {}
+        return dict((row[0], row[1]) for row in self.query(*(CHECKSUM_SETTINGS + [self.checksum_sql(tables)])))
+
     def snapshot_session(self):
         return SnapshotSession(self)
 
@@ -288,8 +307,16 @@ class SnapshotSession(object):
         return self
 
     def query(self, sql):
+        self.send(sql)
+        return self.receive(sql)
+
+    def send(self, sql):
+        """Start a statement without waiting for it: the server runs it while the caller does other work."""
         self.proc.stdin.write(("%s;\n\\echo %s\n" % (sql.rstrip().rstrip(";"), END_MARK)).encode())
         self.proc.stdin.flush()
+
+    def receive(self, sql=""):
+        """The rows of the statement sent last."""
         rows = []
         while True:
             line = self.proc.stdout.readline().decode("utf-8", "replace")

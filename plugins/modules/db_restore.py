@@ -26,6 +26,10 @@ description:
     existing objects, and prompts in prod.
   - Stop the services that write to the database before the swap (M(nfamily.ops.nself_service)); remaining connections to
     the live database are terminated at the swap. With O(state=staged) first, the services stay up during the long part.
+  - O(state=drilled) is a restore drill. It restores the backup into a drill database beside the live one (never touching
+    the live database or a service), compares it with the manifest (row counts, migration state and, for backups that
+    carry them, the content checksums of the key tables), drops it, and records the outcome in the manifest. A backup
+    that fails its drill is skipped by O(source=latest), with a warning, from then on.
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.postgres
@@ -35,7 +39,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Verifies the backup, checks space and reports whether a restore would happen; changes nothing.
+    details: Verifies the backup, checks space and reports whether a restore (or a drill) would happen; changes nothing.
   diff_mode:
     support: none
 options:
@@ -53,11 +57,14 @@ options:
   state:
     description:
       - V(restored) restores into the scratch database (unless a finished one is there) and swaps it in.
+      - V(drilled) restores into a drill database, compares it with the manifest, drops it and marks the manifest with the
+        outcome (C(drill.result) V(passed) or V(failed)); it fails when the backup does not restore to what its manifest
+        says, and refuses before it starts when the database volume cannot hold the copy.
       - V(staged) only restores into the scratch database and checks it, leaving the live database and its services
         alone; a later V(restored) swaps it in within seconds. This keeps the outage to the swap.
       - V(verified) only checks the backup against its manifest and changes nothing.
     type: str
-    choices: [restored, staged, verified]
+    choices: [restored, staged, verified, drilled]
     default: restored
   jobs:
     description: Parallel jobs of C(pg_restore). Defaults to the number of CPUs of the host.
@@ -70,6 +77,9 @@ options:
     description: How many databases replaced by earlier restores (C(<db>_pre_restore_*)) to keep; older ones are dropped.
     type: int
     default: 1
+  run_id:
+    description: With O(state=drilled), the runbook run that drills, kept in the manifest's drill record.
+    type: str
 author:
   - nfamily.ops maintainers (@nfamily)
 """
@@ -115,6 +125,15 @@ row_counts:
   description: Row counts of the manifest's key tables in the live database after the run.
   returned: when O(state=restored)
   type: dict
+drill:
+  description:
+    - With O(state=drilled), the drill's outcome as recorded in the manifest - C(result) (V(passed) or V(failed)), C(at),
+      C(run_id), C(problems), C(restore_seconds) (copy, pg_restore and checks of this backup on this host), and
+      C(restore_estimate_seconds), what a real restore would take (the safety backup, about as long as this backup took,
+      plus the restore measured here).
+  returned: when O(state=drilled)
+  type: dict
+  sample: {"result": "passed", "restore_seconds": 4.2, "restore_estimate_seconds": 7.2, "problems": []}
 dropped_previous:
   description: Databases of earlier restores dropped by O(keep_previous).
   returned: always
@@ -127,6 +146,7 @@ commands:
   elements: list
 """
 
+import json
 import os
 import re
 import time
@@ -173,22 +193,33 @@ def counts_match(pg, manifest):
     return counts == manifest["row_counts"], counts
 
 
+def drill_name(database, sha256):
+    return "%s_drill_%s" % (database[:40], sha256[:12])
+
+
 def drop_database(admin, name):
     admin.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quote_ident(name))
 
 
-def check_space(pg, admin, manifest):
-    """The scratch database needs about the live database's size, plus the archive copied into the container."""
-    needed = pg.database_size() + manifest["size"]
+def check_space(pg, admin, manifest, what="restoring side by side"):
+    """The restored copy needs about the backed-up database's size (the live one's when the manifest does not
+    say), plus the archive copied into the container."""
+    size = manifest.get("database_size") or pg.database_size()
+    needed = size + manifest["size"]
     free = pg.data_free_bytes()
     if free < needed:
-        raise bk.BackupError("the database volume has %s free; restoring side by side needs about %s (the live "
-                             "database's size plus the archive). Free space, or drop old %s_pre_restore_* databases"
-                             % (disk.mib(free), disk.mib(needed), pg.database))
+        raise bk.BackupError("the database volume has %s free; %s needs about %s (the database's size plus the "
+                             "archive). Nothing was started. Free space, or drop old %s_pre_restore_* databases"
+                             % (disk.mib(free), what, disk.mib(needed), pg.database))
+
+
+class ArchiveError(Exception):
+    """pg_restore refused the archive: the backup itself does not restore."""
 
 
 def restore_into_scratch(pg, admin, manifest, scratch, jobs, container_tmp):
-    """Create the scratch database and pg_restore the archive into it, stopping at the first error."""
+    """Create the scratch database and pg_restore the archive into it, stopping at the first error
+    (raised as ArchiveError: the backup's fault, not the host's)."""
     drop_database(admin, scratch)  # an unfinished one from a killed run
     encoding, collate, ctype = admin.query(
         "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = %s"
@@ -200,8 +231,28 @@ def restore_into_scratch(pg, admin, manifest, scratch, jobs, container_tmp):
     try:
         pg.run(["env", "PGOPTIONS=%s" % RESTORE_SETTINGS, "pg_restore", "-U", pg.user, "-d", scratch,
                 "--jobs=%d" % jobs, "--exit-on-error", archive])
+    except PostgresError as exc:
+        raise ArchiveError(str(exc))
     finally:
         pg.run(["rm", "-f", archive])
+
+
+def differences(pg, manifest, checksums=False):
+    """How a restored database differs from its backup's manifest, as readable lines ([] when it matches)."""
+    problems = []
+    counts = pg.row_counts(sorted(manifest["row_counts"]))
+    for table in sorted(set(manifest["row_counts"]) | set(counts)):
+        if counts.get(table) != manifest["row_counts"].get(table):
+            problems.append("%s has %s rows, the manifest says %s" % (table, counts.get(table, "no"), manifest["row_counts"].get(table)))
+    migrations = pg.migration_state()
+    if migrations != manifest["migrations"]:
+        problems.append("migrations %s, the manifest says %s" % (migrations, manifest["migrations"]))
+    if checksums and manifest.get("checksums"):
+        sums = pg.table_checksums(sorted(manifest["checksums"]))
+        problems.extend("%s content differs from the backup's (checksum %s, the manifest says %s)" % (table, sums.get(table), value)
+                        for table, value in sorted(manifest["checksums"].items())
+                        if sums.get(table) != value and counts.get(table) == manifest["row_counts"].get(table))
+    return problems
 
 
 def swap(admin, live, scratch, previous, sha256, now, attempts=3):
@@ -222,17 +273,15 @@ def swap(admin, live, scratch, previous, sha256, now, attempts=3):
             time.sleep(1)
 
 
-def stale_scratch_databases(admin, database, current):
-    pattern = "^%s_restore_[0-9a-f]{12}$" % re.escape(database[:40])
+def stale_databases(admin, database, kind, suffix, current=None):
+    """Databases this module made for `kind` (restore, drill) of database, other than current."""
+    pattern = "^%s_%s_%s$" % (re.escape(database[:40]), kind, suffix)
     return [row[0] for row in admin.query("SELECT datname FROM pg_database WHERE datname ~ %s" % quote_literal(pattern))
             if row[0] != current]
 
 
 def prune_previous(admin, database, keep):
-    pattern = "^%s_pre_restore_[0-9]{14}$" % re.escape(database[:40])
-    names = [row[0] for row in admin.query("SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY datname DESC"
-                                           % quote_literal(pattern))]
-    doomed = names[keep:]
+    doomed = sorted(stale_databases(admin, database, "pre_restore", "[0-9]{14}"), reverse=True)[keep:]
     for name in doomed:
         drop_database(admin, name)
     return doomed
@@ -244,22 +293,62 @@ def stage(module, pg, admin, manifest, scratch):
     if database_exists(admin, scratch) and (database_comment(admin, scratch) or "") == SCRATCH_DONE_MARK + manifest["sha256"]:
         return False
     if not module.check_mode:
-        for leftover in stale_scratch_databases(admin, pg.database, scratch):
+        for leftover in stale_databases(admin, pg.database, "restore", "[0-9a-f]{12}", scratch):
             drop_database(admin, leftover)  # staged by an abandoned run of another backup: only takes space
     check_space(pg, admin, manifest)
     if module.check_mode:
         return True
     jobs = module.params["jobs"] or os.cpu_count() or 1
-    restore_into_scratch(pg, admin, manifest, scratch, jobs, module.params["container_tmp"])
-    same, counts = counts_match(pg.on(scratch), manifest)
-    migrations = pg.on(scratch).migration_state()
-    if not same or migrations != manifest["migrations"]:
+    try:
+        restore_into_scratch(pg, admin, manifest, scratch, jobs, module.params["container_tmp"])
+    except ArchiveError as exc:
+        raise bk.BackupError("%s does not restore (%s); the live database was not touched" % (manifest["file"], exc))
+    problems = differences(pg.on(scratch), manifest)
+    if problems:
         drop_database(admin, scratch)
-        raise bk.BackupError("the restored data does not match the manifest (row counts %s, manifest %s; migrations "
-                             "%s, manifest %s); the live database was not touched"
-                             % (counts, manifest["row_counts"], migrations, manifest["migrations"]))
+        raise bk.BackupError("the restored data does not match the manifest (%s); the live database was not touched"
+                             % "; ".join(problems))
     admin.query("COMMENT ON DATABASE %s IS %s" % (quote_ident(scratch), quote_literal(SCRATCH_DONE_MARK + manifest["sha256"])))
     return True
+
+
+def drill(module, pg, manifest):
+    """Restore into a drill database, compare with the manifest, drop it, record the outcome in the manifest.
+    Returns the result keys; a failed drill is recorded, then raised as a BackupError naming the backup."""
+    admin = pg.on(MAINTENANCE_DB)
+    scratch = drill_name(pg.database, manifest["sha256"])
+    leftovers = stale_databases(admin, pg.database, "drill", "[0-9a-f]{12}")
+    if not module.check_mode:
+        for leftover in leftovers:
+            drop_database(admin, leftover)  # what a killed drill left
+    check_space(pg, admin, manifest, "the restore drill")
+    if module.check_mode:
+        return dict(changed=True, drill={}, scratch_database=scratch, dropped_previous=leftovers,
+                    msg="would drill %s in %s" % (manifest["file"], scratch))
+    started = time.time()
+    try:
+        restore_into_scratch(pg, admin, manifest, scratch, module.params["jobs"] or os.cpu_count() or 1,
+                             module.params["container_tmp"])
+        problems = differences(pg.on(scratch), manifest, checksums=True)
+    except ArchiveError as exc:
+        problems = ["pg_restore refused it: %s" % exc]
+    finally:
+        drop_database(admin, scratch)
+    seconds = round(time.time() - started, 1)
+    outcome = {"result": "failed" if problems else "passed", "at": bk.isoformat(bk.utcnow()), "run_id": module.params["run_id"],
+               "problems": problems, "restore_seconds": seconds,
+               "restore_estimate_seconds": round(seconds + manifest.get("duration_s", 0), 1),
+               "checksums_compared": bool(manifest.get("checksums"))}
+    bk.mark_drill(manifest, outcome)
+    if problems:
+        raise bk.BackupError("restore drill of %s FAILED: %s. The backup is marked failed-drill in its manifest, so "
+                             "restore_source=latest skips it; take a new backup and look at how this one was written"
+                             % (manifest["file"], "; ".join(problems)))
+    return dict(changed=True, drill=outcome, dropped_previous=leftovers,
+                msg="%s restores to what its manifest says (%s); restored in %s s here, a real restore would take about %s s"
+                % (manifest["file"], "row counts, migrations and content checksums" if outcome["checksums_compared"]
+                   else "row counts and migrations; this backup has no content checksums", seconds,
+                   outcome["restore_estimate_seconds"]))
 
 
 def restore(module, pg, manifest):
@@ -302,10 +391,11 @@ def main():
     argument_spec.update(
         source=dict(type="str", required=True),
         backups_dir=dict(type="path"),
-        state=dict(type="str", choices=["restored", "staged", "verified"], default="restored"),
+        state=dict(type="str", choices=["restored", "staged", "verified", "drilled"], default="restored"),
         jobs=dict(type="int"),
         container_tmp=dict(type="str", default="/tmp"),
         keep_previous=dict(type="int", default=1),
+        run_id=dict(type="str"),
         offsite=s3lib.offsite_argument_spec(),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -322,7 +412,7 @@ def main():
     pg = None
     try:
         if params["offsite"]:
-            if module.check_mode and params["state"] == "restored":
+            if module.check_mode and params["state"] in ("restored", "drilled"):
                 raise bk.BackupError("check mode cannot download the offsite copy; run with state=verified first, "
                                      "or restore without check mode")
             env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
@@ -331,9 +421,9 @@ def main():
             if not os.path.isdir(backups_dir):
                 os.makedirs(backups_dir, 0o700)
             manifest = bk.fetch_offsite(s3lib, s3, params["offsite"]["bucket"], params["offsite"]["prefix"],
-                                        params["source"], backups_dir)
+                                        params["source"], backups_dir, module.warn)
         else:
-            manifest = bk.resolve(params["source"], backups_dir)
+            manifest = bk.resolve(params["source"], backups_dir, module.warn)
         bk.check_file(manifest)
         if params["state"] == "verified":
             module.exit_json(changed=False, restored=False, backup=manifest, dropped_previous=[], commands=[],
@@ -342,7 +432,15 @@ def main():
         if manifest["database"] != pg.database:
             raise bk.BackupError("%s is a backup of database %s, not of %s; restore it into that project"
                                  % (manifest["file"], manifest["database"], pg.database))
-        result = restore(module, pg, manifest)
+        if params["state"] == "drilled":
+            try:
+                result = drill(module, pg, manifest)
+            finally:
+                if params["offsite"] and manifest.get("drill") and not module.check_mode:
+                    s3lib.put_bytes(s3, params["offsite"]["bucket"], params["offsite"]["prefix"] + manifest["file"]
+                                    + bk.MANIFEST_SUFFIX, json.dumps(bk.stored(manifest), indent=1, sort_keys=True).encode())
+        else:
+            result = restore(module, pg, manifest)
     except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     module.exit_json(backup=manifest, commands=pg.commands, **result)

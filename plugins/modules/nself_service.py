@@ -16,6 +16,8 @@ description:
   - Brings named services of an nself project, or all of them, to a state and waits until C(nself status --json) shows
     it. nself's exit codes are never trusted (nself 0.9.9 exits 0 when a per-service stop or restart fails, 127 after
     a successful full restart, and 0 when C(start) missed its health threshold); the observed status decides.
+  - Waiting ends early, with the service's last log lines, when a service that was started exits again (it is exited
+    or dead on two polls in a row after the command), rather than after O(timeout).
   - V(started) starts only what is not up. For named services it uses C(nself restart <svc>) (nself has no per-service
     start; restart falls back to creating the container), and C(nself start) only when nothing of the project runs,
     because C(nself start) takes the whole stack down first when any container has exited.
@@ -109,6 +111,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI
 UP = ("healthy",)
 RUNNING = ("healthy", "starting", "unhealthy", "restarting")
 DOWN = ("stopped", "exited", "created", "dead")
+EXITED = ("exited", "dead")
 POLL_S = 2
 
 
@@ -124,17 +127,37 @@ def observe(cli, targets):
 
 
 def wait_for(cli, targets, wanted, timeout):
-    """Poll until every target's status is in wanted. Returns (statuses, seconds waited)."""
+    """Poll until every target's status is in wanted. Returns (statuses, seconds waited).
+
+    When services are to run, one that is exited or dead on two polls in a row after nself started it
+    has started and exited again (compose returns once the container has started): that fails at
+    once, with its last log lines, instead of after the whole timeout."""
     started = time.time()
+    exited_before = set()
     while True:
         statuses = observe(cli, targets)
         if all(status in wanted for status in statuses.values()):
             return statuses, int(time.time() - started)
+        exited = set(n for n, s in statuses.items() if s in EXITED) if wanted is not DOWN else set()
+        if exited & exited_before:
+            raise NselfError("%s exited again right after it was started; its log ends: %s. Look at `nself logs <service>`"
+                             % (", ".join(sorted(exited & exited_before)), log_tail(cli, sorted(exited & exited_before))))
+        exited_before = exited
         if time.time() - started >= timeout:
             late = dict((n, s) for n, s in statuses.items() if s not in wanted)
             raise NselfError("after %d s these services are not %s: %s. Look at `nself logs <service>` and "
                              "`nself doctor`" % (timeout, "/".join(wanted), ", ".join("%s=%s" % i for i in sorted(late.items()))))
         time.sleep(POLL_S)
+
+
+def log_tail(cli, services, lines=4):
+    """The last lines services logged (nself's prefix dropped), for a failure message."""
+    tails = []
+    for service in services:
+        result = cli.run(["logs", service, "--tail", str(lines)])
+        said = [line.split("] ", 1)[-1].strip() for line in result.stdout.splitlines() if line.strip()]
+        tails.append("%s: %s" % (service, " | ".join(said[-lines:]) or "nothing"))
+    return "; ".join(tails)
 
 
 def plan(state, targets, statuses, wait_healthy):

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
 
 NAME = "nfamily-molecule-auth"
 PASSWORD = "family-sandbox-pass"  # the sandbox fixture's users (tests/sandbox/nself_sandbox/provision.py)
@@ -138,11 +138,9 @@ def test_a_key_that_does_not_verify_is_rolled_back_and_the_old_key_still_works(h
     before = jwt_key(host)
     host.run("sandbox-fault", "set", "stale_key", "hasura")  # hasura keeps verifying with today's key
     proc = rotate(host, "forced", "-e", "rotate_jwt_timeout=20")
-    assert proc.returncode == 2, proc.stdout[-3000:]
-    text = " ".join(proc.stdout.split())
-    assert "The new key did not verify, so it was rolled back" in text
-    assert "hasura /v1/graphql with the new token (expected data, got invalid-jwt" in text
-    assert "logins, api and hasura work with it as before" in text
+    assert_failed_with(proc, "rotate_jwt failed on %s: The new key did not verify, so it was rolled back" % NAME,
+                       "hasura /v1/graphql with the new token (expected data, got invalid-jwt",
+                       "logins, api and hasura work with it as before")
     assert jwt_key(host) == before
     assert accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
     record = host.read_json(RECORD)
@@ -174,6 +172,33 @@ def test_a_kill_at_each_step_then_a_rerun_leaves_exactly_one_new_key(host, step)
     assert len(new) == 1 and record["pending"] is None, record
     assert new[0]["previous_fingerprint"] == fingerprint(before) and new[0]["fingerprint"] == fingerprint(jwt_key(host))
     assert accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
+
+
+def test_triage_during_a_rotation_restarts_nothing(host):
+    """An hourly triage fires while a rotation holds the host and auth is down: it reports the
+    maintenance and restarts nothing; the rotation then recreates the services and verifies."""
+    before = jwt_key(host)
+    run = rotate(host, background=True)
+    checkpoint = STATE + "/runs/rotate_jwt.json"
+    try:
+        assert wait_for(lambda: "rotate" in (host.read_json(checkpoint) or {}).get("done", {}), timeout=120, interval=0.2)
+        os.kill(run.pid, signal.SIGSTOP)  # a rotation waiting on slow services, held here
+        holder = host.read_json(STATE + "/locks/maintenance.json")
+        host.run("sandbox-fault", "set", "crash", "auth")
+        assert wait_for(lambda: host.statuses()["auth"] == "exited", timeout=30)
+        triage = host.playbook("api_triage.yml")
+        assert triage.returncode == 0, triage.stdout[-3000:]
+        record = host.records()[-1]
+        assert record["runbook"] == "api_triage" and record["changed_steps"] == []
+        assert record["summary"].startswith("maintenance by run %s of rotate_jwt" % holder["run_id"]), record["summary"]
+        assert not [argv for argv in host.calls(record["run_id"]) if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
+        assert host.statuses()["auth"] == "exited"
+    finally:
+        host.run("sandbox-fault", "clear")
+        os.kill(run.pid, signal.SIGCONT)
+    output = run.communicate()[0]
+    assert run.returncode == 0, output[-3000:]
+    assert jwt_key(host) != before and accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
 
 
 def fingerprint(key):
@@ -238,7 +263,7 @@ def test_named_devices_and_their_owners_refresh_tokens(host):
 def test_bad_input_is_refused_before_anything_changes(host, extra, message):
     before = devices(host, DEMO_FAMILY) + devices(host, OTHER_FAMILY)
     proc = revoke(host, "-e", json.dumps(extra))
-    assert proc.returncode == 2 and message in " ".join(proc.stdout.split()), proc.stdout[-3000:]
+    assert_failed_with(proc, "revoke_devices failed on %s:" % NAME, message)
     assert devices(host, DEMO_FAMILY) + devices(host, OTHER_FAMILY) == before
     assert host.read_json(STATE + "/runs/revoke_devices.json") is None  # refused before the run began
 
@@ -296,3 +321,17 @@ def test_no_key_password_or_credential_in_output_reports_or_run_log(host):
         for secret in secrets:
             assert secret not in text, "a secret is in the %s" % where
     assert "sha256:" in rotated.stdout and "Home Antbox" in revoked.stdout
+
+
+@pytest.mark.parametrize("runbook", ["rotate_jwt", "revoke_devices"])
+def test_a_runbook_refused_by_a_live_holder_says_so_last(host, runbook):
+    release = host.hold_lock("auth", "rotate_jwt")
+    try:
+        before = jwt_key(host), devices(host, DEMO_FAMILY)
+        extra = ("-e", "revoke_devices_family_id=" + DEMO_FAMILY) if runbook == "revoke_devices" else ()
+        proc = host.playbook(runbook + ".yml", *CONFIRM, *extra, "-e", "runbook_orphan_wait=0")
+        assert_failed_with(proc, "%s failed on %s: The auth lock on this host is held by run held-by-another-run of rotate_jwt"
+                           % (runbook, NAME))
+        assert (jwt_key(host), devices(host, DEMO_FAMILY)) == before
+    finally:
+        release()

@@ -2,6 +2,7 @@
 ansible-playbook as an operator would: a restore brings back exactly the backed-up data and a
 second run changes nothing; bad backups and bad input are refused before anything stops; a
 restore killed at any step converges on re-run without restoring twice."""
+import json
 import os
 import signal
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
 
 BACKUPS = PROJECT + "/backups"
 KEY_TABLES = ["public.users", "public.families", "public.family_members", "public.registered_devices",
@@ -97,8 +98,7 @@ def test_damaged_backup_is_refused_before_anything_stops(host, damage):
         host.sh("truncate -s 3000 %s/bad.dump" % BACKUPS)
     before = counts(host)
     proc = host.playbook("db_restore.yml", "-e", "restore_source=bad.dump", *confirm(host))
-    assert proc.returncode == 2
-    assert ("corrupted" if damage == "corrupt" else "truncated") in proc.stdout
+    assert_failed_with(proc, "db_restore failed on %s:" % host.name, "corrupted" if damage == "corrupt" else "truncated")
     assert all_healthy(host) and counts(host) == before
     assert host.run("test", "-e", STATE + "/runs/db_restore.json").returncode == 1  # never started
     host.sh("rm -f %s/bad.dump*" % BACKUPS)
@@ -139,7 +139,7 @@ def test_sigkill_at_each_step_then_rerun_converges(host, kill_at):
 
 def test_missing_backup_is_refused(host):
     proc = host.playbook("db_restore.yml", "-e", "restore_source=nope.dump", *confirm(host))
-    assert proc.returncode == 2 and "does not exist" in proc.stdout
+    assert_failed_with(proc, "the backup %s/nope.dump does not exist" % BACKUPS)
     assert all_healthy(host)
 
 
@@ -148,7 +148,7 @@ def test_wrong_checksum_in_manifest_is_refused(host):
     host.sh("cp -p {m} {m}.orig && sed -i 's/\"sha256\": \"[0-9a-f]*\"/\"sha256\": \"{z}\"/' {m}".format(m=manifest_file, z="0" * 64))
     try:
         proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host))
-        assert proc.returncode == 2 and "does not match its manifest" in proc.stdout
+        assert_failed_with(proc, "does not match its manifest")
         assert all_healthy(host)
     finally:
         host.sh("mv {m}.orig {m}".format(m=manifest_file))
@@ -158,7 +158,7 @@ def test_prod_without_confirmation_changes_nothing(host):
     change_data(host)
     before = counts(host)
     proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump")
-    assert proc.returncode == 2 and "runbook_confirm=%s" % host.name in proc.stdout
+    assert_failed_with(proc, "Re-run with -e runbook_confirm=%s" % host.name)
     assert counts(host) == before and all_healthy(host)
     check = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "--check")
     assert check.returncode == 0 and counts(host) == before and all_healthy(host)
@@ -169,7 +169,7 @@ def test_not_enough_disk_for_the_safety_backup_changes_nothing(host):
     before = counts(host)
     proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "-e", "restore_safety_min_free=%d" % 10 ** 15,
                          *confirm(host))
-    assert proc.returncode == 2 and "free space" in proc.stdout.lower()
+    assert "free space" in assert_failed_with(proc).lower()
     assert counts(host) == before and all_healthy(host)
 
 
@@ -178,7 +178,7 @@ def test_database_down_is_refused(host):
     try:
         assert wait_for(lambda: host.statuses()["postgres"] != "healthy")
         proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host))
-        assert proc.returncode == 2 and "does not answer" in proc.stdout
+        assert_failed_with(proc, "does not answer")
         assert host.run("test", "-e", STATE + "/runs/db_restore.json").returncode == 1
     finally:
         host.run("sandbox-fault", "clear")
@@ -203,7 +203,7 @@ def test_migration_rollback_to_010_then_rerun_then_bad_versions(host):
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
     for version, message in (("999", "no migration has version 999"), ("012", "is not applied"), ("abc", "not a number")):
         bad = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=%s" % version, *confirm(host))
-        assert bad.returncode == 2 and message in " ".join(bad.stdout.split()), bad.stdout[-2000:]
+        assert_failed_with(bad, "migration_rollback failed on %s:" % host.name, message)
         assert host.psql("SELECT max(version) FROM public.schema_migrations") == "1770000000010"
 
 
@@ -220,3 +220,80 @@ def test_offsite_copy_restores_after_the_local_backups_are_lost(host):
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert counts(host) == expected and manifest(host, "offsite.dump")["sha256"] == taken["sha256"]
     assert all_healthy(host)
+
+
+def test_a_refused_backup_leaves_the_nightly_schedule_alone(host):
+    """One bad request (a name outside the directory) is refused before anything; the next plain run,
+    as a schedule starts it, takes its backup."""
+    bad = host.playbook("db_backup.yml", "-e", "backup_name=../escape.dump")
+    assert_failed_with(bad, "db_backup failed on %s: backup name '../escape.dump' is not valid" % host.name)
+    assert host.run("test", "-e", BACKUPS + "/../escape.dump").returncode == 1
+    nightly = host.playbook("db_backup.yml")
+    assert nightly.returncode == 0, nightly.stdout[-3000:]
+    assert host.records()[-1]["result"] == "success" and host.records()[-1]["artifacts"]
+
+
+def test_a_backup_killed_mid_dump_is_cleaned_up_by_the_next_one(host):
+    """A killed backup leaves a partial file; the next backup (no flag, no lock break) removes it once
+    nothing writes it, abandons the killed run on record, and takes its own."""
+    host.sh("dd if=/dev/zero of=%s/.killed.dump.partial bs=1M count=5 status=none" % BACKUPS)
+    killed = {"runbook": "db_backup", "run_id": "killed-1", "status": "running", "steps": ["backup"], "inputs": {},
+              "inputs_digest": "x", "started_at": "2026-11-28T02:00:00Z", "done": {}, "started": {"backup": {"run_id": "killed-1"}}}
+    host.sh("mkdir -p %s/runs && cat > %s/runs/db_backup.json <<'EOF'\n%s\nEOF" % (STATE, STATE, json.dumps(killed)))
+    nightly = host.playbook("db_backup.yml")
+    assert nightly.returncode == 0, nightly.stdout[-3000:]
+    assert host.run("test", "-e", BACKUPS + "/.killed.dump.partial").returncode == 1
+    record = host.records()[-1]
+    assert record["abandoned"]["run_id"] == "killed-1" and "removed partial files of killed backups" in record["summary"]
+
+
+def test_triage_during_a_restore_restarts_nothing(host):
+    """An hourly triage fires while a restore has the services stopped: it reports the maintenance and
+    touches nothing; the restore then finishes as if alone."""
+    expected = counts(host)
+    change_data(host)
+    restore = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host), background=True)
+    state = STATE + "/runs/db_restore.json"
+    try:
+        assert wait_for(lambda: "stop_services" in (host.read_json(state) or {"done": {}})["done"], timeout=120, interval=0.2)
+        os.kill(restore.pid, signal.SIGSTOP)  # a long restore, held here
+        holder = host.read_json(STATE + "/locks/maintenance.json")
+        assert holder["runbook"] == "db_restore"
+        triage = host.playbook("api_triage.yml")
+        assert triage.returncode == 0, triage.stdout[-3000:]
+        record = host.records()[-1]
+        assert record["runbook"] == "api_triage" and record["changed_steps"] == []
+        assert record["summary"].startswith("maintenance by run %s of db_restore" % holder["run_id"]), record["summary"]
+        assert not [argv for argv in host.calls(record["run_id"]) if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
+        assert set(host.statuses()[s] for s in STOPPED) != {"healthy"}  # still stopped by the restore
+    finally:
+        os.kill(restore.pid, signal.SIGCONT)
+    output = restore.communicate()[0]
+    assert restore.returncode == 0, output[-3000:]
+    assert counts(host) == expected and all_healthy(host)
+
+
+DATABASE_RUNBOOKS = {
+    "db_backup.yml": (),
+    "db_restore.yml": ("-e", "restore_source=base.dump"),
+    "migration_rollback.yml": ("-e", "migration_rollback_version=010"),
+    "db_pitr_enable.yml": (),
+    "db_pitr_base_backup.yml": (),
+    "db_restore_drill.yml": ("-e", "restore_drill_source=base.dump"),
+}
+
+
+@pytest.mark.parametrize("playbook", sorted(DATABASE_RUNBOOKS))
+def test_every_database_runbook_refused_by_a_live_holder_says_so_last(host, playbook):
+    """Another run of the family is alive on the host (a task of it still runs): each database runbook
+    is refused before it changes anything, and its last line names that run."""
+    release = host.hold_lock("database", "db_restore", "restore-in-progress")
+    try:
+        before = counts(host)
+        proc = host.playbook(playbook, *DATABASE_RUNBOOKS[playbook], *confirm(host), "-e", "runbook_orphan_wait=0")
+        assert_failed_with(proc, "The database lock on this host is held by run restore-in-progress of db_restore by alice",
+                           "a task of that run is still running on this host")
+        assert counts(host) == before and all_healthy(host)
+        assert host.read_json(STATE + "/locks/database.json")["run_id"] == "restore-in-progress"
+    finally:
+        release()

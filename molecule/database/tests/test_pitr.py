@@ -11,7 +11,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
 
 DATA_DIR = "/srv/volumes/postgres_data"
 ARCHIVE = PROJECT + "/backups/wal"
@@ -58,7 +58,10 @@ def timeline(box):
 
 def test_recovery_before_archiving_is_enabled_is_refused(box):
     proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=latest", *confirm(box))
-    assert proc.returncode == 2 and "there is no base backup" in proc.stdout, proc.stdout[-2000:]
+    assert_failed_with(proc, "db_pitr failed on %s:" % box.name, "there is no base backup")
+    base = box.playbook("db_pitr_base_backup.yml")
+    assert_failed_with(base, "db_pitr_base_backup failed on %s: WAL archiving is off" % box.name,
+                       "Enable it first with playbooks/db_pitr_enable.yml")
     assert all_healthy(box) and asides(box) == []
 
 
@@ -96,21 +99,24 @@ def test_recover_to_a_time_keeps_earlier_commits_only_then_rerun_changes_nothing
 @pytest.mark.parametrize("target,message", [
     ("2099-01-01T00:00:00Z", "is in the future"),
     ("2001-01-01T00:00:00Z", "before the oldest base backup"),
+    ("yesterday", "is not a time"),
     ("yesterday'; DROP TABLE users; --", "is not a time"),
 ])
 def test_bad_targets_are_refused_before_anything_changes(box, target, message):
     before = marks(box), asides(box)
     proc = box.playbook("db_pitr.yml", "-e", json.dumps({"pitr_target_time": target}), *confirm(box))
-    assert proc.returncode == 2 and message in proc.stdout, proc.stdout[-2000:]
+    assert_failed_with(proc, "db_pitr failed on %s:" % box.name, message)
     assert (marks(box), asides(box)) == before and all_healthy(box)
 
 
 def test_sigkill_after_the_stop_then_rerun_converges(box):
     target = two_commits(box, "c-before", "d-after")
     before = asides(box)
-    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
     state = STATE + "/runs/db_pitr.json"
-    reached = wait_for(lambda: "stop_services" in (box.read_json(state) or {}).get("done", {}), timeout=180, interval=0.2)
+    previous = (box.read_json(state) or {}).get("run_id")
+    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
+    reached = wait_for(lambda: (lambda s: s.get("run_id") != previous and "stop_services" in s.get("done", {}))(
+        box.read_json(state) or {}), timeout=180, interval=0.2)
     os.killpg(run.pid, signal.SIGKILL)
     output = run.communicate()[0]
     assert reached, output[-3000:]
@@ -135,8 +141,33 @@ def test_failed_recovery_puts_the_original_data_back(box):
     box.sh("mkdir -p /tmp/lost && cd %s && mv %s /tmp/lost/" % (ARCHIVE, " ".join(segments)))
     proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box))
     box.sh("mv /tmp/lost/* %s/ 2>/dev/null; rmdir /tmp/lost" % ARCHIVE)
-    assert proc.returncode == 2, proc.stdout[-3000:]
-    assert "original data directory was put back" in proc.stdout, proc.stdout[-3000:]
+    assert_failed_with(proc, "The original data directory was put back and the services started")
     assert marks(box)[-2:] == ["e-before", "f-after"]  # the live data, untouched
     assert all_healthy(box) and len(asides(box, "failed_pitr")) == 1
     assert box.read_json(STATE + "/runs/db_pitr.json")["status"] == "finished"  # a re-run starts anew
+
+
+def test_triage_during_a_recovery_restarts_nothing(box):
+    """An hourly triage fires while a recovery has postgres and the services stopped: it reports the
+    maintenance and touches nothing; the recovery then finishes as if alone."""
+    target = two_commits(box, "g-before", "h-after")
+    state = STATE + "/runs/db_pitr.json"
+    previous = (box.read_json(state) or {}).get("run_id")
+    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
+    try:
+        assert wait_for(lambda: (lambda s: s.get("run_id") != previous and "stop_services" in s.get("done", {}))(
+            box.read_json(state) or {}), timeout=180, interval=0.2)
+        os.kill(run.pid, signal.SIGSTOP)  # a long recovery, held here
+        holder = box.read_json(STATE + "/locks/maintenance.json")
+        triage = box.playbook("api_triage.yml")
+        assert triage.returncode == 0, triage.stdout[-3000:]
+        record = box.records()[-1]
+        assert record["runbook"] == "api_triage" and record["changed_steps"] == []
+        assert record["summary"].startswith("maintenance by run %s of db_pitr" % holder["run_id"]), record["summary"]
+        assert not [argv for argv in box.calls(record["run_id"]) if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
+        assert box.statuses()["postgres"] != "healthy"
+    finally:
+        os.kill(run.pid, signal.SIGCONT)
+    output = run.communicate()[0]
+    assert run.returncode == 0, output[-3000:]
+    assert "g-before" in marks(box) and "h-after" not in marks(box) and all_healthy(box)

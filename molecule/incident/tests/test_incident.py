@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import STATE, Instance, recap, wait_for  # noqa: E402
+from runbook_host import STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_crashed_auth_is_restarted_and_verified(host):
 def test_exhausted_connections_get_a_full_restart_only_when_allowed(host):
     host.run("sandbox-fault", "set", "exhaust_connections")
     proc = triage(host)
-    assert proc.returncode == 2 and "connection_pool_exhausted" in proc.stdout, proc.stdout[-3000:]
-    assert "triage_allow_disruptive=true" in proc.stdout
+    assert_failed_with(proc, "api_triage failed on %s: connection_pool_exhausted" % host.name,
+                       "which is disruptive: re-run with -e triage_allow_disruptive=true to apply it")
     assert "too many clients" in host.run("psql", "-h", "/var/run/postgresql", "-U", "postgres", "-c", "SELECT 1").stderr
     allowed = triage(host, "-e", "triage_allow_disruptive=true")
     assert allowed.returncode == 0, allowed.stdout[-3000:]
@@ -96,9 +96,7 @@ def test_service_that_will_not_come_back_escalates_with_doctor(host):
     host.run("sandbox-fault", "set", "refuse", "auth")
     host.run("sandbox-fault", "set", "crash", "auth")
     proc = triage(host, "-e", "triage_service_timeout=20")
-    assert proc.returncode == 2, proc.stdout[-3000:]
-    assert "auth did not recover (service_crashed)" in proc.stdout and "nself doctor:" in proc.stdout
-    assert "nself logs auth" in proc.stdout
+    assert_failed_with(proc, "auth did not recover (service_crashed)", "nself doctor:", "nself logs auth")
     assert report(host, proc.stdout)["details"]["Doctor"]  # doctor's findings are in the report
 
 
@@ -106,7 +104,7 @@ def test_database_down_is_named_as_such(host):
     host.run("sandbox-fault", "set", "stop_postgres")
     assert wait_for(lambda: host.statuses()["postgres"] != "healthy", timeout=30)
     diagnosed = triage(host, "-e", "triage_remediate=false")
-    assert diagnosed.returncode == 2 and "database_down (postgres)" in diagnosed.stdout, diagnosed.stdout[-3000:]
+    assert_failed_with(diagnosed, "database_down (postgres)", "remediation is off (triage_remediate=false)")
     assert host.statuses()["postgres"] != "healthy"  # diagnosis only: nothing was restarted
     fixed = triage(host)
     assert fixed.returncode == 0, fixed.stdout[-3000:]
@@ -145,9 +143,7 @@ def test_verification_waits_for_a_late_endpoint_and_names_one_that_stays_down(ho
         nginx(broken=True)
         host.sh("rm -rf %s" % STATE)
         down = host.playbook(*restart_auth, "-e", "service_recovery_settle_timeout=10")
-        said = " ".join(down.stdout.split())
-        assert down.returncode == 2 and "After the restart and 10 s more, not healthy: " in said, said[-3000:]
-        assert "nginx /health answered nothing (" in said, said[-3000:]
+        assert_failed_with(down, "After the restart and 10 s more, not healthy: ", "nginx /health answered nothing (")
     finally:
         nginx(broken=False)
 
@@ -171,7 +167,7 @@ def test_killed_full_restart_then_rerun_is_healthy(host):
 ])
 def test_bad_input_is_refused_before_anything_changes(host, extra, message):
     proc = host.playbook("service_recovery.yml", "-e", json.dumps(extra))
-    assert proc.returncode == 2 and message in " ".join(proc.stdout.split()), proc.stdout[-3000:]
+    assert_failed_with(proc, message)
     assert all_healthy(host)
 
 
@@ -181,5 +177,25 @@ def test_nself_absent_is_a_clear_error(host):
         proc = triage(host)
     finally:
         host.run("mv", "/usr/local/bin/nself.away", "/usr/local/bin/nself")
-    assert proc.returncode == 2
-    assert "nself (nself) was not found on PATH on this host; install nself or set nself_bin" in " ".join(proc.stdout.split())
+    assert_failed_with(proc, "nself (nself) was not found on PATH on this host; install nself or set nself_bin")
+
+
+@pytest.mark.parametrize("playbook,family,holder", [
+    ("service_recovery.yml", "maintenance", "db_restore"),
+    ("service_recovery.yml", "services", "service_recovery"),
+    ("api_triage.yml", "triage", "api_triage"),
+])
+def test_a_runbook_refused_by_a_live_holder_says_so_last(host, playbook, family, holder):
+    """Service recovery restarts nothing while another run holds the host or its own family; a second
+    triage waits for none: each says who holds it, as its last line, and nothing is restarted."""
+    release = host.hold_lock(family, holder)
+    try:
+        host.run("sandbox-fault", "set", "crash", "auth")
+        assert wait_for(lambda: host.statuses()["auth"] == "exited", timeout=30)
+        proc = host.playbook(playbook, "-e", json.dumps({"service_recovery_services": ["auth"]}), "-e", "runbook_orphan_wait=0")
+        what = "This host is under maintenance: its lock" if family == "maintenance" else "The %s lock on this host" % family
+        assert_failed_with(proc, "%s is held by run held-by-another-run of %s by alice" % (what, holder),
+                           "a task of that run is still running on this host")
+        assert host.statuses()["auth"] == "exited"
+    finally:
+        release()

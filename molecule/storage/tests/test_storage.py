@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUCKET = "nself-family-prod"
@@ -108,9 +108,8 @@ def test_deleted_bucket_is_recreated_then_second_run_changes_nothing(host):
 def test_refused_credentials_are_named_never_shown(host):
     host.run("sandbox-fault", "set", "storage_credentials")
     proc = recovery(host, "-vvv")
-    assert proc.returncode == 2, proc.stdout[-3000:]
-    assert "permission_error" in proc.stdout
-    assert "MINIO_ROOT_USER/MINIO_ROOT_PASSWORD is refused by the server" in " ".join(proc.stdout.split())
+    assert_failed_with(proc, "storage_recovery failed on %s: permission_error" % host.name,
+                       "MINIO_ROOT_USER/MINIO_ROOT_PASSWORD is refused by the server")
     leaked = [value for value in secrets(host) if value in proc.stdout]
     assert not leaked, "a secret from the env files is in the -vvv output"
 
@@ -152,10 +151,10 @@ def test_full_disk_lists_first_then_deletes_exactly_the_listing_inside_the_prefi
     before = keys(host, BUCKET, "prod/")
     host.run("sandbox-fault", "set", "fill_disk")
     unset = recovery(host)
-    assert unset.returncode == 2 and "disk_full" in unset.stdout and "Expand the storage" in unset.stdout
+    assert_failed_with(unset, "disk_full", "Expand the storage")
     policy = json.dumps({"storage_recovery_prune": {"bucket": BUCKET, "prefix": "prod/prune-test/", "keep_newest": 2}})
     listed = recovery(host, "-e", policy)
-    assert listed.returncode == 2 and "nothing was deleted" in " ".join(listed.stdout.split()), listed.stdout[-3000:]
+    assert_failed_with(listed, "nothing was deleted")
     assert keys(host, BUCKET, "prod/") == before
     confirmed = recovery(host, "-e", policy, "-e", "storage_recovery_prune_confirm=true")
     assert "deleted 2 object(s)" in " ".join(confirmed.stdout.split()), confirmed.stdout[-3000:]
@@ -163,7 +162,7 @@ def test_full_disk_lists_first_then_deletes_exactly_the_listing_inside_the_prefi
     assert sorted(set(before) - set(after)) == ["prod/prune-test/0.bin", "prod/prune-test/1.bin"]
     assert "prod/prune-testX/outside.bin" in after and "prod/prune-test/3.bin" in after
     # the ballast still fills the disk: explained, not hidden
-    assert confirmed.returncode == 2 and "what the prune policy releases is not enough" in " ".join(confirmed.stdout.split())
+    assert_failed_with(confirmed, "what the prune policy releases is not enough")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -189,3 +188,27 @@ def test_module_refuses_to_prune_outside_a_prefix(host):
                                                       "keep_newest": 1, "confirm": True})
     assert rc != 0 and "prefix must not be empty" in result["msg"]
     assert len(keys(host, BUCKET, "")) > 0
+
+
+def test_storage_recovery_refused_by_a_live_holder_says_so_last(host):
+    release = host.hold_lock("storage", "storage_recovery")
+    try:
+        proc = recovery(host, "-e", "runbook_orphan_wait=0")
+        assert_failed_with(proc, "The storage lock on this host is held by run held-by-another-run of storage_recovery by alice")
+    finally:
+        release()
+
+
+def test_a_minio_restart_waits_for_no_one_while_another_run_holds_the_host(host):
+    """A restart of minio is the storage runbook's disruptive fix: while a restore holds the host, it is
+    named and not done."""
+    host.run("sandbox-fault", "set", "crash", "minio")
+    release = host.hold_lock("maintenance", "db_restore")
+    try:
+        proc = recovery(host)
+        assert_failed_with(proc, "Not remediated: maintenance by run held-by-another-run of db_restore (alice)")
+        assert host.statuses()["minio"] == "exited"
+    finally:
+        release()
+    fixed = recovery(host)
+    assert fixed.returncode == 0, fixed.stdout[-3000:]

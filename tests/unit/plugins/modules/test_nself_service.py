@@ -129,3 +129,26 @@ def test_reconfigured_builds_then_starts_so_compose_recreates_what_changed(run_m
     # never `nself restart <svc>`: compose restart keeps a container's old environment
     assert result["changed"] and commands(calls) == ["build", "start --skip-port-check"]
     assert result["services"] == {"hasura": "healthy", "auth": "healthy", "api": "healthy"}
+
+
+def test_a_service_that_exits_again_after_its_start_fails_at_once_with_its_log(run_module, tmp_path):
+    """postgres started on a data directory it cannot recover exits within a second: the module says so
+    after two polls, with the log, instead of waiting out its timeout."""
+    answers = {"status --json": [status(postgres="exited"), status(postgres="exited"), status(postgres="exited")],
+               "restart postgres": (0, "", ""),
+               "logs postgres --tail 4": (0, "2026-11-29T23:40:49Z [postgres   ] FATAL:  recovery ended before configured "
+                                             "recovery target was reached\n", "")}
+    args = {"project_dir": project(tmp_path), "services": ["postgres"], "state": "started", "wait_healthy": False,
+            "timeout": 300}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["failed"] and commands(calls) == ["restart postgres", "logs postgres --tail 4"]
+    assert result["msg"].startswith("postgres exited again right after it was started; its log ends: postgres: FATAL:  recovery "
+                                    "ended before configured recovery target was reached")
+
+
+def test_a_service_seen_exited_once_while_it_comes_up_is_waited_for(run_module, tmp_path):
+    answers = {"status --json": [status(api="exited"), status(api="exited"), status(api="starting"), status()],
+               "restart api": (0, "", "")}
+    args = {"project_dir": project(tmp_path), "services": ["api"], "state": "started"}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["changed"] and result["services"] == {"api": "healthy"}
