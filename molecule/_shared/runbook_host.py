@@ -65,11 +65,24 @@ class Instance:
         holder = {"run_id": run_id, "runbook": runbook, "family": family, "owner": owner, "target": "elsewhere",
                   "acquired_at": "2026-11-29T02:00:00Z", "expires_at": "2000-01-01T00:00:00Z"}
         self.sh("mkdir -p %s/locks && cat > %s/locks/%s.json <<'EOF'\n%s\nEOF" % (STATE, STATE, family, json.dumps(holder)))
-        self.sh("NFAMILY_OPS_RUN_ID=%s nohup sleep 300 >/dev/null 2>&1 &" % run_id)
+        # a task as Ansible starts one: a shell that names the run, with the module below it
+        self.sh("nohup sh -c 'NFAMILY_OPS_RUN_ID=%s sleep 300 && sleep 0' >/dev/null 2>&1 &" % run_id)
 
         def release():
-            self.sh("pkill -f '^sleep 300'; rm -f %s/locks/%s.json" % (STATE, family))
+            self.sh("pkill -f 'NFAMILY_OPS_RUN_ID=%s'; pkill -f '^sleep 300'; rm -f %s/locks/%s.json" % (run_id, STATE, family))
         return release
+
+    def triage_observes(self, holder):
+        """The hourly triage, run while another run (holder, its lock) holds the host for maintenance:
+        it succeeds, says who holds the host, and neither restarts, stops nor rebuilds anything."""
+        triage = self.playbook("api_triage.yml")
+        assert triage.returncode == 0, triage.stdout[-3000:]
+        record = self.records()[-1]
+        assert record["runbook"] == "api_triage" and record["changed_steps"] == []
+        assert record["summary"].startswith("maintenance by run %s of %s" % (holder["run_id"], holder["runbook"])), record["summary"]
+        assert self.calls(record["run_id"]), "the triage left no nself call on record"
+        assert not [argv for argv in self.calls(record["run_id"]) if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
+        return record
 
     def records(self):
         proc = self.run("cat", STATE + "/runs.jsonl")

@@ -10,9 +10,10 @@ the rules that decide who may hold a lock and whether a re-run resumes an unfini
 how a run is seen alive on the host.
 
 Every lock operation reads, decides and writes under one exclusive flock of `locks/.guard`, so
-two runs can never both decide that a lock is theirs. A run is alive on the host while any process
-carries its id in NFAMILY_OPS_RUN_ID (the runbook roles set it on every task): a module that
-outlives its killed controller keeps its run's locks, however long it takes.
+two runs can never both decide that a lock is theirs. A run is alive on the host while one of its
+tasks runs there (the runbook roles set NFAMILY_OPS_RUN_ID on every task, so the shell Ansible starts
+a task with names the run): a module that outlives its killed controller keeps its run's locks,
+however long it takes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -115,41 +116,50 @@ def remove_file(path):
 
 # ---------------------------------------------------------------- runs alive on the host
 
-def _ancestry(proc, pid):
-    """pid and its ancestors: the process asking must never count as its own evidence."""
-    lineage = set()
-    while pid and pid not in lineage:
-        lineage.add(pid)
+def _processes(proc):
+    """{pid: (ppid, argv)} of every process /proc shows."""
+    table = {}
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
         try:
-            with open(os.path.join(proc, str(pid), "stat")) as handle:
-                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(os.path.join(proc, name, "stat")) as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(os.path.join(proc, name, "cmdline"), "rb") as handle:
+                argv = [part.decode("utf-8", "replace") for part in handle.read().split(b"\0") if part]
         except (IOError, OSError, ValueError, IndexError):
-            break
-    return lineage
+            continue  # gone meanwhile
+        table[int(name)] = (ppid, argv)
+    return table
 
 
 def run_processes(run_id, proc="/proc"):
-    """Processes on this host that belong to run run_id (they carry it in NFAMILY_OPS_RUN_ID), as
-    [{pid, command}]; the caller and its ancestors excluded. [] where /proc cannot tell."""
+    """The tasks of run run_id still running on this host, as [{pid, command}]; [] where /proc cannot tell.
+
+    Ansible starts every task as `/bin/sh -c '... NFAMILY_OPS_RUN_ID=<id> <python> ...'` and that shell
+    lives as long as the task: its command line is the evidence (readable by any user), and what runs
+    below it (the module, its pg_restore or tar) is what is reported. A daemon a task started outlives
+    the shell and is not a task (a container that nself started, say)."""
     if not run_id or not os.path.isdir(proc):
         return []
-    needle = ("%s=%s" % (RUN_ID_ENV, run_id)).encode() + b"\0"
-    mine = _ancestry(proc, os.getpid())
-    found = []
-    for name in os.listdir(proc):
-        if not name.isdigit() or int(name) in mine:
-            continue
-        try:
-            with open(os.path.join(proc, name, "environ"), "rb") as handle:
-                environ = b"\0" + handle.read()
-            if b"\0" + needle not in environ:
-                continue
-            with open(os.path.join(proc, name, "cmdline"), "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-        except (IOError, OSError):
-            continue  # gone meanwhile, or not ours to read
-        found.append({"pid": int(name), "command": command[:120]})
-    return sorted(found, key=lambda p: p["pid"])
+    assignment = re.compile(r"(^|[\s;'\"])%s=['\"]?%s['\"]?(\s|$)" % (RUN_ID_ENV, re.escape(run_id)))
+    table = _processes(proc)
+    mine, pid = set(), os.getpid()
+    while pid in table and pid not in mine:
+        mine.add(pid)
+        pid = table[pid][0]
+    shells = [p for p, (_ppid, argv) in table.items() if p not in mine and assignment.search(" ".join(argv))]
+    children = {}
+    for p, (ppid, _argv) in table.items():
+        children.setdefault(ppid, []).append(p)
+    found, todo = set(), list(shells)
+    while todo:
+        p = todo.pop()
+        below = children.get(p, [])
+        found.update(below)
+        todo.extend(below)
+    found = found or set(shells)
+    return [{"pid": p, "command": " ".join(table[p][1])[:120]} for p in sorted(found)]
 
 
 def describe_processes(processes):

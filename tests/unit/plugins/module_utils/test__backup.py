@@ -92,3 +92,21 @@ def test_tables_with_data_reads_pg_restore_listing():
     toc = ["3401; 0 16390 TABLE DATA public users postgres", "3402; 0 16400 TABLE DATA auth sessions postgres",
            "215; 1259 16390 TABLE public users postgres", "3200; 2606 16500 CONSTRAINT public users users_pkey postgres"]
     assert bk.tables_with_data(toc) == {"public.users", "auth.sessions"}
+
+
+def test_latest_skips_a_backup_that_failed_its_drill_with_a_warning(tmp_path):
+    write_backup(tmp_path, "good.dump", finished_at="2026-11-25T00:00:00Z")
+    write_backup(tmp_path, "bad.dump", finished_at="2026-11-26T00:00:00Z")
+    bad = bk.resolve("bad.dump", str(tmp_path))
+    bk.mark_drill(bad, {"result": "failed", "at": "2026-11-26T05:00:00Z", "problems": ["public.users content differs"]})
+    stored = json.loads((tmp_path / "bad.dump.manifest.json").read_text())
+    assert stored["drill"]["result"] == "failed" and "path" not in stored and stored["sha256"] == bad["sha256"]
+    warnings = []
+    assert bk.resolve("latest", str(tmp_path), warnings.append)["file"] == "good.dump"
+    assert warnings == ["skipping bad.dump, which failed its restore drill on 2026-11-26T05:00:00Z (public.users content differs)"]
+    named = []
+    assert bk.resolve("bad.dump", str(tmp_path), named.append)["file"] == "bad.dump"  # named: restored, with a warning
+    assert named[0].startswith("restoring bad.dump although it failed its restore drill")
+    bk.mark_drill(bk.resolve("good.dump", str(tmp_path)), {"result": "failed", "at": "x", "problems": []})
+    with pytest.raises(bk.BackupError, match="that passed its drills"):
+        bk.resolve("latest", str(tmp_path))

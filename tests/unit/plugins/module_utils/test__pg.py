@@ -54,3 +54,14 @@ def test_on_switches_the_database_only():
     pg = _pg.PostgresContainer(FakeModule(), "/p", ENV, "nself")
     other = pg.on("postgres")
     assert other.database == "postgres" and pg.database == "nself_family" and other.user == pg.user
+
+
+def test_table_checksums_fix_how_rows_are_rendered_and_hash_every_row():
+    module = FakeModule()
+    module.run_command = lambda argv, **kw: (module.calls.append(argv), (0, "public.users\x1f42\n" if "unnest" not in " ".join(argv)
+                                                                         else "\"public\".\"users\"\n", ""))[1]
+    pg = _pg.PostgresContainer(module, "/p", ENV, "nself")
+    assert pg.table_checksums(["public.users", "public.gone"]) == {"public.users": "42"}
+    sql = module.calls[-1]
+    assert [sql[i + 1] for i, a in enumerate(sql) if a == "-c"][:len(_pg.CHECKSUM_SETTINGS)] == _pg.CHECKSUM_SETTINGS
+    assert "bit_xor(('x' || left(md5(t::text), 16))::bit(64)::bigint)" in sql[-1] and '"public"."users" AS t' in sql[-1]

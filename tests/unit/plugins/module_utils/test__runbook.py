@@ -4,6 +4,8 @@ import multiprocessing
 import os
 import stat
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -82,21 +84,55 @@ def test_a_runbook_that_only_adds_abandons_an_unfinished_run():
     assert rb.begin_decision(running, "other", resumable=False)[0] == "abandon_and_new"
 
 
-def test_run_processes_finds_a_run_by_its_environment():
-    child = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="run-77"))
+def task(run_id, command="sleep 30"):
+    """A task as Ansible starts it on a host: a shell that sets the run id, running the module below it."""
+    return subprocess.Popen(["/bin/sh", "-c", "NFAMILY_OPS_RUN_ID=%s %s && sleep 0" % (run_id, command)], start_new_session=True)
+
+
+def end(process):
+    os.killpg(process.pid, 9)
+    process.wait()
+
+
+def test_run_processes_finds_a_run_by_the_shell_of_its_task():
+    child = task("run-77")
     try:
+        assert wait_until(lambda: rb.run_processes("run-77"))
         found = rb.run_processes("run-77")
-        assert [p["pid"] for p in found] == [child.pid] and found[0]["command"] == "sleep 30"
+        assert [p["command"] for p in found] == ["sleep 30"]  # what runs below the task's shell
         assert rb.run_processes("run-7") == [] and rb.run_processes("") == []
     finally:
-        child.kill()
-        child.wait()
+        end(child)
     assert rb.run_processes("run-77") == []
 
 
-def test_the_caller_never_counts_as_its_own_run(monkeypatch):
-    monkeypatch.setenv("NFAMILY_OPS_RUN_ID", "me")
-    assert rb.run_processes("me") == []
+def test_a_daemon_a_task_started_is_not_the_task():
+    """A container nself started keeps the environment of the task that started it (as the sandbox's
+    services do), but outlives its shell: once the task is over, the run is over."""
+    daemon = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="run-78"), start_new_session=True)
+    try:
+        assert rb.run_processes("run-78") == []
+    finally:
+        end(daemon)
+
+
+def test_the_caller_never_counts_as_its_own_run(tmp_path):
+    """A module of the run itself (its own task's shell names the run) finds no other task of it."""
+    script = tmp_path / "me.py"
+    script.write_text("import json\nfrom ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb\n"
+                      "print(json.dumps(rb.run_processes('me')))\n")
+    me = subprocess.run(["/bin/sh", "-c", "NFAMILY_OPS_RUN_ID=me %s %s && sleep 0" % (sys.executable, script)],
+                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), capture_output=True, text=True, check=True)
+    assert me.stdout.strip() == "[]"
+
+
+def wait_until(predicate, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_locks_are_taken_together_or_not_at_all(tmp_path):
@@ -117,19 +153,19 @@ def test_waiting_for_the_tasks_of_a_dead_run(tmp_path):
     state = str(tmp_path)
     rb.write_json(rb.lock_path(state, "database"), dict(lock(), expires_at="2000-01-01T00:00:00Z"))
     clock = [0]
-    child = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="r1"))
+    child = task("r1")
+    assert wait_until(lambda: rb.run_processes("r1"))
     try:
         def sleep(seconds):
             clock[0] += seconds
             if clock[0] >= 6:
-                child.kill()
-                child.wait()
+                end(child)
         outcome = rb.acquire_locks(state, ["database"], REQUEST, 3600, wait=0, orphan_wait=60,
                                    sleep=sleep, clock=lambda: clock[0])
         assert outcome["refused"] == [] and outcome["families"]["database"]["action"] == "takeover" and clock[0] == 6
     finally:
-        child.kill()
-        child.wait()
+        if child.poll() is None:
+            end(child)
 
 
 def test_giving_up_on_a_live_holder_after_the_wait(tmp_path):

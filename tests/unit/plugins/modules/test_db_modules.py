@@ -38,3 +38,42 @@ def test_migration_refuses_a_non_numeric_version(run_module, tmp_path):
 def test_transaction_control_detection():
     assert db_migration.TRANSACTION_CONTROL_RE.search("BEGIN;\nDROP TABLE x;\nCOMMIT;\n")
     assert not db_migration.TRANSACTION_CONTROL_RE.search("DROP TABLE IF EXISTS begin_dates;\n-- commit later\n")
+
+
+class Scratch:
+    """A restored database as differences() reads it."""
+
+    def __init__(self, counts, migrations, sums):
+        self.counts, self.migrations, self.sums = counts, migrations, sums
+
+    def row_counts(self, tables):
+        return dict((t, self.counts[t]) for t in tables if t in self.counts)
+
+    def migration_state(self):
+        return self.migrations
+
+    def table_checksums(self, tables):
+        return dict((t, self.sums[t]) for t in tables if t in self.sums)
+
+
+MANIFEST = {"row_counts": {"public.users": 9, "public.families": 2}, "migrations": {"_migrations": {"applied": 5}},
+            "checksums": {"public.users": "111", "public.families": "222"}}
+
+
+def test_differences_name_each_table_that_does_not_match():
+    same = Scratch({"public.users": 9, "public.families": 2}, {"_migrations": {"applied": 5}}, {"public.users": "111", "public.families": "222"})
+    assert db_restore.differences(same, MANIFEST, checksums=True) == []
+    edited = Scratch({"public.users": 9, "public.families": 2}, {"_migrations": {"applied": 5}}, {"public.users": "999", "public.families": "222"})
+    assert db_restore.differences(edited, MANIFEST) == []  # counts and migrations only, as a restore checks
+    assert db_restore.differences(edited, MANIFEST, checksums=True) == [
+        "public.users content differs from the backup's (checksum 999, the manifest says 111)"]
+    short = Scratch({"public.users": 8, "public.families": 2}, {"_migrations": {"applied": 4}}, {"public.users": "5", "public.families": "222"})
+    assert db_restore.differences(short, MANIFEST, checksums=True) == [
+        "public.users has 8 rows, the manifest says 9", "migrations {'_migrations': {'applied': 4}}, the manifest says "
+        "{'_migrations': {'applied': 5}}"]
+
+
+def test_drill_of_a_backup_without_checksums_compares_counts_and_migrations():
+    old = dict(MANIFEST, checksums={})
+    same = Scratch({"public.users": 9, "public.families": 2}, {"_migrations": {"applied": 5}}, {})
+    assert db_restore.differences(same, old, checksums=True) == []

@@ -1,6 +1,7 @@
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -57,13 +58,17 @@ def test_lock_with_maintenance_is_all_or_nothing_and_can_report_instead_of_faili
 
 def test_lock_refuses_while_a_task_of_the_holder_still_runs(run_module, tmp_path):
     run_module(runbook_lock.main, lock_args(tmp_path, run_id="killed", ttl=60))
-    orphan = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NFAMILY_OPS_RUN_ID="killed"))
+    orphan = subprocess.Popen(["/bin/sh", "-c", "NFAMILY_OPS_RUN_ID=killed sleep 30 && sleep 0"], start_new_session=True)
     try:
-        result = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", break_lock=True, orphan_wait=0))[0]
-        assert result["failed"] and "a task of that run is still running on this host: pid %d (sleep 30)" % orphan.pid in result["msg"]
-        assert result["processes"] == [{"pid": orphan.pid, "command": "sleep 30"}]
+        for _attempt in range(100):  # until the shell has started its module
+            result = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", break_lock=True, orphan_wait=0))[0]
+            if [p for p in result.get("processes", []) if p["command"] == "sleep 30"]:
+                break
+            time.sleep(0.05)
+        assert result["failed"] and "a task of that run is still running on this host: pid" in result["msg"]
+        assert [p["command"] for p in result["processes"]] == ["sleep 30"] and "(sleep 30)" in result["msg"]
     finally:
-        orphan.kill()
+        os.killpg(orphan.pid, 9)
         orphan.wait()
     taken = run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", break_lock=True, orphan_wait=0))[0]
     assert taken["action"] == "taken_over"
