@@ -65,11 +65,13 @@ class Instance:
         holder = {"run_id": run_id, "runbook": runbook, "family": family, "owner": owner, "target": "elsewhere",
                   "acquired_at": "2026-11-29T02:00:00Z", "expires_at": "2000-01-01T00:00:00Z"}
         self.sh("mkdir -p %s/locks && cat > %s/locks/%s.json <<'EOF'\n%s\nEOF" % (STATE, STATE, family, json.dumps(holder)))
-        # a task as Ansible starts one: a shell that names the run, with the module below it
-        self.sh("nohup sh -c 'NFAMILY_OPS_RUN_ID=%s sleep 300 && sleep 0' >/dev/null 2>&1 &" % run_id)
+        # a task as Ansible starts one: a shell that names the run, with the module below it (in a detached
+        # exec session: podman ends what is left of a finished one)
+        subprocess.run(["podman", "exec", "-d", self.name, "sh", "-c", "NFAMILY_OPS_RUN_ID=%s sleep 300 && sleep 0" % run_id],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, check=True)
 
         def release():
-            self.sh("pkill -f 'NFAMILY_OPS_RUN_ID=%s'; pkill -f '^sleep 300'; rm -f %s/locks/%s.json" % (run_id, STATE, family))
+            self.sh("pkill -f '^sh -c NFAMILY_OPS_RUN_ID=%s '; pkill -f '^sleep 300'; rm -f %s/locks/%s.json" % (run_id, STATE, family))
         return release
 
     def triage_observes(self, holder):

@@ -272,17 +272,15 @@ def try_locks(state_dir, families, request, ttl, takeover_run_id=None, break_loc
 def acquire_locks(state_dir, families, request, ttl, wait=0, orphan_wait=0, takeover_run_id=None, break_lock=False,
                   check_mode=False, sleep=time.sleep, clock=time.time):
     """try_locks, again every POLL_S seconds while refused: up to `wait` seconds while another live
-    run holds a lock, up to `orphan_wait` while the only thing holding it is a task of a run that is
-    otherwise over (its controller died, its lock expired, or it is broken on request)."""
+    run holds a lock, up to `orphan_wait` while the only thing holding it is a task of a run known to
+    be over (its controller died, or the lock is broken on request). An expired lock whose run still
+    has a task here is a live run with a long task: that is `wait`."""
     started = clock()
     while True:
         outcome = try_locks(state_dir, families, request, ttl, takeover_run_id, break_lock, check_mode)
         if not outcome["refused"] or check_mode:
             return outcome
-        busy_only = all(outcome["families"][f]["action"] == "busy" for f in outcome["refused"])
-        orphaned = busy_only and (break_lock or takeover_run_id or any(
-            lock_decision(outcome["families"][f]["holder"], request, utcnow(), takeover_run_id, break_lock)[0] == "takeover"
-            for f in outcome["refused"]))
+        orphaned = (break_lock or takeover_run_id) and all(outcome["families"][f]["action"] == "busy" for f in outcome["refused"])
         limit = orphan_wait if orphaned else wait
         if clock() - started + POLL_S > limit:
             return outcome

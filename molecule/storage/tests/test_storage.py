@@ -106,7 +106,8 @@ def test_deleted_bucket_is_recreated_then_second_run_changes_nothing(host):
 
 
 def test_refused_credentials_are_named_never_shown(host):
-    host.run("sandbox-fault", "set", "storage_credentials")
+    host.run("sandbox-fault", "set", "storage_credentials")  # restarts the store with other credentials
+    assert wait_for(lambda: host.statuses()["minio"] == "healthy", timeout=60)
     proc = recovery(host, "-vvv")
     assert_failed_with(proc, "storage_recovery failed on %s: permission_error" % host.name,
                        "MINIO_ROOT_USER/MINIO_ROOT_PASSWORD is refused by the server")

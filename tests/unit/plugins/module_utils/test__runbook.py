@@ -160,7 +160,10 @@ def test_waiting_for_the_tasks_of_a_dead_run(tmp_path):
             clock[0] += seconds
             if clock[0] >= 6:
                 end(child)
-        outcome = rb.acquire_locks(state, ["database"], REQUEST, 3600, wait=0, orphan_wait=60,
+        expired_but_alive = rb.acquire_locks(state, ["database"], REQUEST, 3600, wait=0, orphan_wait=60,
+                                             sleep=sleep, clock=lambda: clock[0])
+        assert expired_but_alive["refused"] == ["database"] and clock[0] == 0  # a long task of a live run: no waiting
+        outcome = rb.acquire_locks(state, ["database"], REQUEST, 3600, wait=0, orphan_wait=60, takeover_run_id="r1",
                                    sleep=sleep, clock=lambda: clock[0])
         assert outcome["refused"] == [] and outcome["families"]["database"]["action"] == "takeover" and clock[0] == 6
     finally:
