@@ -90,6 +90,12 @@ def partial_path(path):
     return os.path.join(directory, PARTIAL_PREFIX + name + PARTIAL_SUFFIX)
 
 
+def commit(partial, dest):
+    """Give a complete partial file its name (rename, directory fsync)."""
+    os.rename(partial, dest)
+    fsync_dir(os.path.dirname(dest))
+
+
 class PartialFile(object):
     """A file written in full before it exists under its name:
 
@@ -120,8 +126,7 @@ class PartialFile(object):
                 self.sync()
             self.handle.close()
             if exc_type is None:
-                os.rename(self.path, self.dest)
-                fsync_dir(os.path.dirname(self.dest))
+                commit(self.path, self.dest)
         finally:
             if os.path.exists(self.path):
                 os.unlink(self.path)

@@ -131,8 +131,7 @@ def download(s3, bucket, key, dest):
             os.unlink(partial)
         raise S3Error("downloading s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
     os.chmod(partial, 0o600)
-    os.rename(partial, dest)
-    files.fsync_dir(os.path.dirname(dest))
+    files.commit(partial, dest)
     return head.get("Metadata", {}).get(SHA256_META)
 
 

@@ -171,7 +171,7 @@ def fetch(s3, params, current):
         os.unlink(partial)
         raise s3lib.S3Error("s3://%s/%s downloaded with sha256 %s, but its metadata says %s: not kept"
                             % (params["bucket"], params["key"], digest, claimed))
-    os.rename(partial, dest)
+    files.commit(partial, dest)
 
 
 if __name__ == "__main__":

@@ -331,3 +331,11 @@ def test_a_runbook_refused_by_a_live_holder_says_so_last(host, runbook):
         assert (jwt_key(host), devices(host, DEMO_FAMILY)) == before
     finally:
         release()
+
+
+def test_a_rotation_without_a_verification_password_is_refused_before_anything(host):
+    before = jwt_key(host)
+    proc = rotate(host, "forced", "-e", "nfamily_verify_password=")
+    assert_failed_with(proc, "rotate_jwt failed on %s: Set nfamily_verify_email and nfamily_verify_password" % NAME,
+                       "Nothing was changed.")
+    assert jwt_key(host) == before and host.read_json(STATE + "/runs/rotate_jwt.json") is None

@@ -112,6 +112,7 @@ def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
     assert wait_for(lambda: effects(host) == STEPS[:2])
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
+    host.sh("pkill -f '^sleep 120'")  # the killed run's task, which would hold its lock until it ends
     killed = host.read_json(STATE + "/runs/selftest.json")["run_id"]
     other = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=beta")
     assert_failed_with(other, "selftest on this host: unfinished run %s" % killed, 'dataset="alpha"',
