@@ -21,7 +21,7 @@ import os
 import time
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
-from ansible_collections.nfamily.ops.plugins.module_utils._pg import CHECKSUM_SETTINGS
+from ansible_collections.nfamily.ops.plugins.module_utils._pg import CHECKSUM_MIN_SERVER, CHECKSUM_SETTINGS
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -185,12 +185,13 @@ def take_backup(pg, directory, name, key_tables, verify="toc", compress=None):
             database_size = int(session.query("SELECT pg_database_size(current_database())")[0][0])
             migrations = pg.migration_state(session)
             row_counts = pg.row_counts(key_tables, session)
-            for setting in CHECKSUM_SETTINGS:
+            summed = row_counts and int(session.query("SHOW server_version_num")[0][0]) >= CHECKSUM_MIN_SERVER
+            for setting in CHECKSUM_SETTINGS if summed else []:
                 session.query(setting)
-            if row_counts:  # the content checksums run in the server while pg_dump streams
+            if summed:  # the content checksums run in the server while pg_dump streams
                 session.send(pg.checksum_sql(sorted(row_counts)))
             digest, size = pg.dump(partial.handle, snapshot=session.snapshot, compress=compress)
-            checksums = dict((row[0], row[1]) for row in session.receive()) if row_counts else {}
+            checksums = dict((row[0], row[1]) for row in session.receive()) if summed else {}
         partial.sync()
         toc = pg.archive_toc(partial.path)
         missing = sorted(set(row_counts) - tables_with_data(toc))

@@ -25,6 +25,7 @@ import time
 
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
+LEGACY_PARTIAL_PREFIX = ".partial."  # base backups' partial files before 2026-11-29
 
 
 def ensure_dir(path, mode=0o700):
@@ -162,7 +163,7 @@ def abandoned_partials(directory, max_age_s=3600, proc="/proc"):
     held = open_paths(proc)
     found = []
     for name in os.listdir(directory):
-        if not (name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)):
+        if not (name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX) or name.startswith(LEGACY_PARTIAL_PREFIX)):
             continue
         path = os.path.join(directory, name)
         if held is not None:

@@ -35,6 +35,7 @@ KEY_TABLES = ["public.users", "public.families", "public.family_members", "publi
 
 
 # Row text is rendered the same way wherever a checksum is taken (backup, drill), whatever the server's defaults.
+CHECKSUM_MIN_SERVER = 140000  # bit_xor(); older servers' backups carry no content checksums
 CHECKSUM_SETTINGS = ["SET TimeZone TO 'UTC'", "SET DateStyle TO 'ISO, YMD'", "SET IntervalStyle TO 'postgres'",
                      "SET extra_float_digits TO 1", "SET bytea_output TO 'hex'"]
 

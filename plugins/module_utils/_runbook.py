@@ -234,6 +234,19 @@ def lock_decision(holder, request, now, takeover_run_id=None, break_lock=False, 
     return "refuse", describe_holder(holder)
 
 
+def keep_alive(path, holder, now, ttl):
+    """A lock whose run still has a task here never looks expired, not even the moment that task ends."""
+    if parse_time_or_none(holder.get("expires_at")) is None or parse_time(holder["expires_at"]) < now + datetime.timedelta(seconds=ttl):
+        write_json(path, dict(holder, expires_at=isoformat(now + datetime.timedelta(seconds=ttl))))
+
+
+def parse_time_or_none(text):
+    try:
+        return parse_time(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def new_lock(request, family, now, ttl):
     lock = dict((k, request.get(k)) for k in ("run_id", "runbook", "target", "owner", "awx_job_id", "controller"))
     lock.update(family=family, acquired_at=isoformat(now), expires_at=isoformat(now + datetime.timedelta(seconds=ttl)))
@@ -256,6 +269,8 @@ def try_locks(state_dir, families, request, ttl, takeover_run_id=None, break_loc
             entry = {"action": action, "reason": reason, "holder": holder, "path": path, "processes": processes}
             if action in ("refuse", "busy"):
                 outcome["refused"].append(family)
+                if action == "busy" and not check_mode:
+                    keep_alive(path, holder, now, ttl)
             else:
                 entry["lock"] = new_lock(request, family, now, ttl)
                 if action == "refresh":
@@ -305,13 +320,21 @@ def release_locks(state_dir, families, run_id, check_mode=False):
     return outcome
 
 
-def refresh_locks(state_dir, run_id, ttl):
-    """Extend every lock run_id holds by ttl seconds from now. Returns the families refreshed."""
+def refresh_locks(state_dir, run_id, ttl, required=None):
+    """Extend every lock run_id holds by ttl seconds from now. Returns the families refreshed. With
+    `required`, a family the run must still hold: when another run holds it (taken over meanwhile),
+    nothing is refreshed and RunbookStateError says who has it."""
     directory = os.path.join(state_dir, "locks")
     if not os.path.isdir(directory):
         return []
     refreshed = []
     with LockGuard(state_dir):
+        if required:
+            holder = read_json(lock_path(state_dir, required))
+            if not holder or holder.get("run_id") != run_id:
+                raise RunbookStateError("run %s no longer holds the %s lock (%s); it stops here so that two runs never act "
+                                        "at once. Look at what the other run did before re-running"
+                                        % (run_id, required, describe_holder(holder) if holder else "nobody holds it"))
         for name in sorted(os.listdir(directory)):
             if not name.endswith(".json"):
                 continue

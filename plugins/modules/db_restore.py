@@ -201,16 +201,22 @@ def drop_database(admin, name):
     admin.query("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quote_ident(name))
 
 
-def check_space(pg, admin, manifest, what="restoring side by side"):
+def check_space(pg, admin, manifest, what="restoring side by side", freed=0):
     """The restored copy needs about the backed-up database's size (the live one's when the manifest does not
-    say), plus the archive copied into the container."""
+    say), plus the archive copied into the container. `freed`: bytes that will be freed first (leftovers to drop)."""
     size = manifest.get("database_size") or pg.database_size()
     needed = size + manifest["size"]
-    free = pg.data_free_bytes()
+    free = pg.data_free_bytes() + freed
     if free < needed:
         raise bk.BackupError("the database volume has %s free; %s needs about %s (the database's size plus the "
                              "archive). Nothing was started. Free space, or drop old %s_pre_restore_* databases"
                              % (disk.mib(free), what, disk.mib(needed), pg.database))
+
+
+# pg_restore failing for one of these is the host's doing (space, memory, the server), not the archive's.
+HOST_TROUBLE_RE = re.compile(r"No space left on device|could not extend file|out of memory|could not connect|"
+                             r"too many clients|remaining connection slots|terminating connection|shutting down|"
+                             r"server closed the connection|could not fork|Cannot allocate memory", re.I)
 
 
 class ArchiveError(Exception):
@@ -232,6 +238,8 @@ def restore_into_scratch(pg, admin, manifest, scratch, jobs, container_tmp):
         pg.run(["env", "PGOPTIONS=%s" % RESTORE_SETTINGS, "pg_restore", "-U", pg.user, "-d", scratch,
                 "--jobs=%d" % jobs, "--exit-on-error", archive])
     except PostgresError as exc:
+        if HOST_TROUBLE_RE.search(str(exc)):
+            raise
         raise ArchiveError(str(exc))
     finally:
         pg.run(["rm", "-f", archive])
@@ -318,10 +326,11 @@ def drill(module, pg, manifest):
     admin = pg.on(MAINTENANCE_DB)
     scratch = drill_name(pg.database, manifest["sha256"])
     leftovers = stale_databases(admin, pg.database, "drill", "[0-9a-f]{12}")
+    freed = sum(int(admin.value("SELECT pg_database_size(%s)" % quote_literal(name))) for name in leftovers) if module.check_mode else 0
     if not module.check_mode:
         for leftover in leftovers:
             drop_database(admin, leftover)  # what a killed drill left
-    check_space(pg, admin, manifest, "the restore drill")
+    check_space(pg, admin, manifest, "the restore drill", freed)
     if module.check_mode:
         return dict(changed=True, drill={}, scratch_database=scratch, dropped_previous=leftovers,
                     msg="would drill %s in %s" % (manifest["file"], scratch))
@@ -332,6 +341,9 @@ def drill(module, pg, manifest):
         problems = differences(pg.on(scratch), manifest, checksums=True)
     except ArchiveError as exc:
         problems = ["pg_restore refused it: %s" % exc]
+    except PostgresError as exc:
+        raise bk.BackupError("the restore drill of %s could not run on this host (%s); the backup was not judged and "
+                             "stays as it was. Fix that, then re-run" % (manifest["file"], exc))
     finally:
         drop_database(admin, scratch)
     seconds = round(time.time() - started, 1)

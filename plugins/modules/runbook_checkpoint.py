@@ -91,9 +91,14 @@ options:
     choices: [success, failed]
     default: success
   refresh_locks:
-    description: After writing, extend every lock O(run_id) holds by O(lock_ttl), so a long run keeps its locks.
+    description: Extend every lock O(run_id) holds by O(lock_ttl), so a long run keeps its locks.
     type: bool
     default: true
+  lock_family:
+    description:
+      - The lock family the run took at its start. V(start) and V(done) fail, writing nothing, when O(run_id) no longer
+        holds it (another run took it over meanwhile), so that a run never goes on beside another.
+    type: str
   lock_ttl:
     description: Seconds the refreshed locks live from now.
     type: int
@@ -257,6 +262,7 @@ def main():
             status=dict(type="str", choices=["success", "failed"], default="success"),
             resumable=dict(type="bool", default=True),
             refresh_locks=dict(type="bool", default=True),
+            lock_family=dict(type="str"),
             lock_ttl=dict(type="int", default=3600),
             state_dir=dict(type="path", default=rb.DEFAULT_STATE_DIR),
         ),
@@ -284,10 +290,11 @@ def main():
         elif params["action"] == "finish":
             state = finish(params, state, now)
         if params["action"] != "status" and not module.check_mode:
+            if params["refresh_locks"] and params["action"] != "finish":
+                rb.refresh_locks(params["state_dir"], params["run_id"], params["lock_ttl"],
+                                 params["lock_family"] if params["action"] in ("start", "done") else None)
             rb.write_json(path, state)
             result["written"] = True
-            if params["refresh_locks"] and params["action"] != "finish":
-                rb.refresh_locks(params["state_dir"], params["run_id"], params["lock_ttl"])
     except rb.RunbookStateError as exc:
         module.fail_json(msg=str(exc))
     state = state or {}

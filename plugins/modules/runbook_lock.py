@@ -83,8 +83,10 @@ options:
     default: 0
   orphan_wait:
     description:
-      - Seconds to wait for the tasks of a run that is otherwise over (its controller died, its lock expired or is broken
-        on request) to end on the host before refusing. A module outlives a killed controller; it is never raced.
+      - Seconds to wait for the tasks of a run known to be over (its C(ansible-playbook) on this controller died, or the
+        lock is broken on request) to end on the host before refusing. A module outlives a killed controller; it is never
+        raced. An expired lock whose run still has a task on the host is a live run with a long task, and refuses at once
+        (or after O(wait)); seeing it so extends its expiry.
     type: int
     default: 600
   on_held:
@@ -190,7 +192,8 @@ def refusal(params, family, entry):
     what = "The %s lock on this host" % family if family != rb.MAINTENANCE else "This host is under maintenance: its lock"
     advice = ("Wait for that run to finish; if it is dead, re-run with -e runbook_break_lock=true to take the lock."
               if entry["action"] == "refuse" else
-              "Wait for it to end (the re-run waits up to runbook_orphan_wait seconds), or stop it on the host.")
+              "Wait for it to end: a re-run of the same runbook from the controller that started it waits for it by itself "
+              "(runbook_orphan_wait); otherwise re-run once it has ended, with -e runbook_break_lock=true if that run is dead.")
     return "%s is held by %s. %s" % (what, entry["reason"], advice)
 
 

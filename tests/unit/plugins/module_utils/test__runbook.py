@@ -255,3 +255,17 @@ def test_corrupt_state_is_a_clear_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(rb.RunbookStateError, match="not valid JSON"):
         rb.read_json(str(path))
+
+
+def test_a_lock_seen_with_a_task_running_never_looks_expired_after_it(tmp_path):
+    state = str(tmp_path)
+    rb.write_json(rb.lock_path(state, "database"), dict(lock(run_id="long"), expires_at="2000-01-01T00:00:00Z"))
+    child = task("long")
+    try:
+        assert wait_until(lambda: rb.run_processes("long"))
+        assert rb.try_locks(state, ["database"], REQUEST, 3600)["refused"] == ["database"]
+    finally:
+        end(child)
+    kept = rb.read_json(rb.lock_path(state, "database"))
+    assert kept["run_id"] == "long" and rb.parse_time(kept["expires_at"]) > rb.utcnow()
+    assert rb.try_locks(state, ["database"], REQUEST, 3600)["refused"] == ["database"]  # its next step will refresh it

@@ -1,4 +1,7 @@
-"""Argument checks of the database modules: bad input fails before anything runs."""
+"""Argument checks of the database modules (bad input fails before anything runs), and what a restore
+and a drill conclude from what they read."""
+import pytest
+
 from ansible_collections.nfamily.ops.plugins.modules import db_backup, db_migration, db_restore
 
 
@@ -77,3 +80,40 @@ def test_drill_of_a_backup_without_checksums_compares_counts_and_migrations():
     old = dict(MANIFEST, checksums={})
     same = Scratch({"public.users": 9, "public.families": 2}, {"_migrations": {"applied": 5}}, {})
     assert db_restore.differences(same, old, checksums=True) == []
+
+
+class FailingPg:
+    """A postgres container whose pg_restore fails with a given error."""
+
+    def __init__(self, error):
+        self.error, self.user, self.database, self.ran = error, "postgres", "nself_family", []
+
+    def feed(self, tool, path):
+        self.ran.append(tool)
+
+    def run(self, tool):
+        self.ran.append(tool)
+        if tool[0] == "env":
+            raise db_restore.PostgresError("pg_restore failed (rc 1): " + self.error)
+
+
+class Admin:
+    def __init__(self):
+        self.sql = []
+
+    def query(self, *statements):
+        self.sql.extend(statements)
+        return [["UTF8", "C.UTF-8", "C.UTF-8"]]
+
+
+@pytest.mark.parametrize("error,blamed", [
+    ("pg_restore: error: could not read from input file: end of file", True),
+    ("pg_restore: error: did not find magic string in file header", True),
+    ("pg_restore: error: could not extend file \"base/16384/2619\": No space left on device", False),
+    ("FATAL:  sorry, too many clients already", False),
+])
+def test_a_restore_failure_blames_the_archive_only_when_it_is_the_archive(error, blamed):
+    pg = FailingPg(error)
+    with pytest.raises(db_restore.ArchiveError if blamed else db_restore.PostgresError):
+        db_restore.restore_into_scratch(pg, Admin(), {"sha256": "a" * 64, "path": "/b.dump"}, "scratch", 2, "/tmp")
+    assert pg.ran[-1][:2] == ["rm", "-f"]  # the archive copy is removed either way

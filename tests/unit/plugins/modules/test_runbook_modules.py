@@ -216,3 +216,13 @@ def test_checkpoint_result_keeps_its_state_through_ansible_exit_json(tmp_path, c
     result = json.loads(capsys.readouterr().out)
     assert isinstance(result["state"], dict) and result["state"]["runs"] == ["r1"]
     assert result["state_file"].endswith("runs/db_restore.json")
+
+
+def test_a_run_whose_lock_was_taken_over_stops_at_its_next_step(run_module, tmp_path):
+    run_module(runbook_lock.main, lock_args(tmp_path, ttl=60))
+    run_module(runbook_checkpoint.main, cp_args(tmp_path, action="begin", steps=STEPS))
+    run_module(runbook_lock.main, lock_args(tmp_path, run_id="r2", break_lock=True))  # taken over meanwhile
+    before = (tmp_path / "runs" / "db_restore.json").read_text()
+    result = run_module(runbook_checkpoint.main, cp_args(tmp_path, action="start", step="verify", lock_family="database"))[0]
+    assert result["failed"] and result["msg"].startswith("run r1 no longer holds the database lock (run r2 of db_restore")
+    assert (tmp_path / "runs" / "db_restore.json").read_text() == before
