@@ -165,6 +165,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import KEY_TABLES, PostgresError, pg_argument_spec, project_database
 
+
 def argument_spec():
     spec = nself_argument_spec()
     spec.update(pg_argument_spec())

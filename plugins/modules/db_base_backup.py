@@ -126,6 +126,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_ar
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresError, pg_argument_spec, project_database
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
 
+
 def argument_spec():
     spec = nself_argument_spec()
     spec.update(pg_argument_spec())

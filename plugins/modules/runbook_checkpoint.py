@@ -75,7 +75,7 @@ options:
     description:
       - With V(begin), whether an unfinished run is resumed (same inputs) or refused (other inputs), as for a runbook that
         replaces data.
-      - V(false) for a runbook that only adds (backups, drills, triage): an unfinished run is abandoned and a new one begins.
+      - V(false) for a runbook that only adds (backups, drills, triage). An unfinished run is then abandoned and a new one begins.
     type: bool
     default: true
   step:

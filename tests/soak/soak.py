@@ -241,8 +241,8 @@ def check(awx, host):
     drills = [j for j in awx.jobs if j["template"] == "weekly restore drill"]
     rows.append(("every weekly drill passed", drills and all(j["status"] == "successful" for j in drills), "%d drills" % len(drills)))
     others = [j for j in awx.jobs if j["template"] != "nightly backup" and j["status"] != "successful"]
-    rows.append(("every other job succeeded", not others, ", ".join("%s day %d: %s" % (j["template"], j["day"], j["failure"][:120])
-                                                                   for j in others)))
+    failures = ", ".join("%s day %d: %s" % (j["template"], j["day"], j["failure"][:120]) for j in others)
+    rows.append(("every other job succeeded", not others, failures))
     return rows
 
 

@@ -52,6 +52,12 @@ def asides(box, kind="pre_pitr"):
     return box.sh("ls -d %s.%s_* 2>/dev/null" % (DATA_DIR, kind)).stdout.split()
 
 
+def stopped_by_a_new_run(box, state_file, previous_run_id):
+    """Whether a run other than previous_run_id has stopped the services (its checkpoint says so)."""
+    state = box.read_json(state_file) or {}
+    return state.get("run_id") != previous_run_id and "stop_services" in state.get("done", {})
+
+
 def timeline(box):
     return box.psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
 
@@ -115,8 +121,7 @@ def test_sigkill_after_the_stop_then_rerun_converges(box):
     state = STATE + "/runs/db_pitr.json"
     previous = (box.read_json(state) or {}).get("run_id")
     run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
-    reached = wait_for(lambda: (lambda s: s.get("run_id") != previous and "stop_services" in s.get("done", {}))(
-        box.read_json(state) or {}), timeout=180, interval=0.2)
+    reached = wait_for(lambda: stopped_by_a_new_run(box, state, previous), timeout=180, interval=0.2)
     os.killpg(run.pid, signal.SIGKILL)
     output = run.communicate()[0]
     assert reached, output[-3000:]
@@ -155,8 +160,7 @@ def test_triage_during_a_recovery_restarts_nothing(box):
     previous = (box.read_json(state) or {}).get("run_id")
     run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
     try:
-        assert wait_for(lambda: (lambda s: s.get("run_id") != previous and "stop_services" in s.get("done", {}))(
-            box.read_json(state) or {}), timeout=180, interval=0.2)
+        assert wait_for(lambda: stopped_by_a_new_run(box, state, previous), timeout=180, interval=0.2)
         os.kill(run.pid, signal.SIGSTOP)  # a long recovery, held here
         holder = box.read_json(STATE + "/locks/maintenance.json")
         assert holder["runbook"] == "db_pitr"

@@ -36,7 +36,10 @@ def test_write_atomic_keeps_the_owner_and_takes_the_mode_asked(tmp_path):
 def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     path = tmp_path / "x"
     path.write_text("old")
-    monkeypatch.setattr(os, "rename", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "rename", no_space)
     with pytest.raises(OSError):
         files.write_atomic(str(path), "new")
     assert path.read_text() == "old" and os.listdir(str(tmp_path)) == ["x"]
