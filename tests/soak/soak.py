@@ -1,6 +1,7 @@
 """A month in an hour (`make soak`): one sandbox host driven through a compressed month of AWX
 schedules, each job launched the way AWX launches it (ansible-runner, a private data dir per job,
-awx_job_id and awx_user_name as extra vars), and the host checked at the end.
+the extra vars AWX sets: awx_job_id, and awx_user_name for a job a person launched or
+awx_schedule_name for a scheduled one, which has no user), and the host checked at the end.
 
 Every day: the nightly backup (keep 7), the nightly base backup, the daily key-age check (the
 scheduled rotation, older_than 90 days), and the hourly triage (twice a day, compressed). Every
@@ -85,16 +86,20 @@ class Awx:
         if os.environ.get("ANSIBLE_COLLECTIONS_PATH"):
             self.envvars["ANSIBLE_COLLECTIONS_PATH"] = os.environ["ANSIBLE_COLLECTIONS_PATH"]
 
-    def launch(self, template, playbook, day, extravars=None, user="schedule"):
-        """Start a job; returns it (a dict with its process)."""
+    def launch(self, template, playbook, day, extravars=None, user=None):
+        """Start a job, by a schedule or, with `user`, by hand; returns it (a dict with its process)."""
         self.job += 1
         pdd = os.path.join(self.workdir, "job-%d" % self.job)
         os.makedirs(os.path.join(pdd, "inventory"))
         os.makedirs(os.path.join(pdd, "env"))
         with open(os.path.join(pdd, "inventory", "hosts.yml"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(self.inventory, handle)
-        variables = {"awx_job_id": self.job, "awx_user_name": user, "awx_job_template_name": template,
+        variables = {"awx_job_id": self.job, "awx_job_template_name": template,
                      "runbook_report_dir": os.path.join(self.workdir, "reports")}
+        if user:
+            variables.update(awx_user_name=user, awx_job_launch_type="manual")
+        else:  # AWX sets no awx_user_* on a scheduled job
+            variables.update(awx_schedule_name=template, awx_job_launch_type="scheduled")
         variables.update(extravars or {})
         with open(os.path.join(pdd, "env", "extravars"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(variables, handle)
@@ -116,7 +121,7 @@ class Awx:
         job["failure"] = last_failure(artifacts)
         return job
 
-    def run(self, template, playbook, day, extravars=None, user="schedule"):
+    def run(self, template, playbook, day, extravars=None, user=None):
         return self.wait(self.launch(template, playbook, day, extravars, user))
 
 
@@ -131,15 +136,51 @@ def last_failure(artifacts):
     return " ".join(str(failed[-1]).split()) if failed else ""
 
 
+def job_processes(job):
+    """The job's ansible-runner and everything below it: ansible-playbook runs on a pty in a session of
+    its own, so the runner's process group is not enough."""
+    children = {}
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % name, encoding="utf-8") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [job["proc"].pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def hold_at(host, job, path, step):
-    """Stop a job (its whole process group) once its checkpoint shows `step` done: a long run, held there."""
-    if not host.wait(lambda: step in ((host.json(path) or {}).get("done") or {}) and (host.json(path) or {}).get("run_id") == job["id"]):
+    """Stop a job (the runner, the playbook, its workers) once its checkpoint shows `step` done: a long
+    run, held there."""
+    if not host.wait(lambda: step in ((host.json(path) or {}).get("done") or {}) and (host.json(path) or {}).get("run_id") == job["id"],
+                     timeout=300):
         raise SystemExit("job %s never reached %s" % (job["id"], step))
-    os.killpg(job["proc"].pid, signal.SIGSTOP)
+    held = set()
+    while True:  # again, until no process of the job was forked meanwhile
+        pids = set(job_processes(job)) - held
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        held |= pids
+    job["held"] = held
 
 
 def go_on(job):
-    os.killpg(job["proc"].pid, signal.SIGCONT)
+    for pid in job.pop("held"):
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 def triage_during(awx, host, day, holder_runbook, problem=None):

@@ -199,3 +199,37 @@ def test_a_runbook_refused_by_a_live_holder_says_so_last(host, playbook, family,
         assert host.statuses()["auth"] == "exited"
     finally:
         release()
+
+
+def test_triage_acts_only_on_what_it_sees_under_the_maintenance_lock(host):
+    """A restore holds the host with api stopped while an hourly triage looks; the restore ends (api
+    started again, lock released) after the triage's diagnosis and before its remediation: the
+    triage takes the lock, looks again, and restarts nothing (found by make soak)."""
+    release = host.hold_lock("maintenance", "db_restore")
+    run = None
+    try:
+        host.run("sandbox-fault", "set", "crash", "api")
+        assert wait_for(lambda: host.statuses()["api"] == "exited", timeout=30)
+        # as an AWX schedule launches it: a job id and no awx_user_name
+        run = host.playbook("api_triage.yml", "-e", json.dumps({"awx_job_id": "race-1", "awx_schedule_name": "hourly triage"}),
+                             background=True)
+        # its first evidence is read (api down, so its probes are retried for 10 s more): hold it there
+        assert wait_for(lambda: host.calls("race-1"), timeout=60, interval=0.2)
+        os.killpg(run.pid, signal.SIGSTOP)
+        release()
+        host.run("sandbox-fault", "clear")
+        host.nself("start", "api")
+        assert wait_for(lambda: all_healthy(host), timeout=120)
+    finally:
+        if run is not None:
+            os.killpg(run.pid, signal.SIGCONT)
+        release()
+    output = run.communicate()[0]
+    assert run.returncode == 0, output[-3000:]
+    record = host.records()[-1]
+    assert record["run_id"] == "race-1" and record["changed_steps"] == []
+    assert record["who"]["awx_user"] == "schedule hourly triage"
+    assert record["summary"] == "healthy under the maintenance lock (service_crashed was seen before it), nothing restarted", \
+        record["summary"]
+    assert not [argv for argv in host.calls("race-1") if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
+    assert all_healthy(host)
