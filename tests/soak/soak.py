@@ -140,7 +140,7 @@ def job_processes(job):
     """The job's ansible-runner and everything below it: ansible-playbook runs on a pty in a session of
     its own, so the runner's process group is not enough."""
     children = {}
-    for name in os.listdir("/proc"):
+    for name in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/stat" % name, encoding="utf-8") as handle:
                 ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
