@@ -302,7 +302,11 @@ def main():
     finally:
         for job in awx.jobs:
             if job["proc"].poll() is None:
-                os.killpg(job["proc"].pid, signal.SIGKILL)
+                for pid in job_processes(job):  # the playbook runs in a session of its own
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
     wall = round(time.time() - started)
     print("\n| check | result | detail |\n|---|---|---|")
     for name, ok, detail in rows:

@@ -220,8 +220,13 @@ def test_triage_acts_only_on_what_it_sees_under_the_maintenance_lock(host):
         host.run("sandbox-fault", "clear")
         host.nself("start", "api")
         assert wait_for(lambda: all_healthy(host), timeout=120)
-    finally:
+    except BaseException:
         if run is not None:
+            os.killpg(run.pid, signal.SIGKILL)  # never left running into the next test
+            run.wait()
+        raise
+    finally:
+        if run is not None and run.poll() is None:
             os.killpg(run.pid, signal.SIGCONT)
         release()
     output = run.communicate()[0]
