@@ -155,32 +155,31 @@ def job_processes(job):
     return found
 
 
+def playbook_pid(job):
+    """The job's ansible-playbook (the runner's child): the process that starts each next task."""
+    for pid in job_processes(job)[1:]:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                if b"ansible-playbook" in handle.read():
+                    return pid
+        except OSError:
+            continue
+    raise SystemExit("job %s has no ansible-playbook process" % job["id"])
+
+
 def hold_at(host, job, path, step):
-    """Stop a job (the runner, the playbook, its workers) once its checkpoint shows `step` done: a long
-    run, held there."""
+    """Hold a job once its checkpoint shows `step` done, as a long step would: its ansible-playbook is
+    stopped, so it starts no next task. Only that process: a task's worker and its `podman exec` are
+    left to finish (a stopped podman client can hold the container's lock and hang every other one)."""
     if not host.wait(lambda: step in ((host.json(path) or {}).get("done") or {}) and (host.json(path) or {}).get("run_id") == job["id"],
                      timeout=300):
         raise SystemExit("job %s never reached %s" % (job["id"], step))
-    held = set()
-    while True:  # again, until no process of the job was forked meanwhile
-        pids = set(job_processes(job)) - held
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
-        held |= pids
-    job["held"] = held
+    job["held"] = playbook_pid(job)
+    os.kill(job["held"], signal.SIGSTOP)
 
 
 def go_on(job):
-    for pid in job.pop("held"):
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+    os.kill(job.pop("held"), signal.SIGCONT)
 
 
 def triage_during(awx, host, day, holder_runbook, problem=None):
