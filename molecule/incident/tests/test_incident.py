@@ -211,8 +211,8 @@ def test_triage_acts_only_on_what_it_sees_under_the_maintenance_lock(host):
         host.run("sandbox-fault", "set", "crash", "api")
         assert wait_for(lambda: host.statuses()["api"] == "exited", timeout=30)
         # as an AWX schedule launches it: a job id and no awx_user_name
-        run = host.playbook("api_triage.yml", "-e", json.dumps({"awx_job_id": "race-1", "awx_schedule_name": "hourly triage"}),
-                             background=True)
+        scheduled = json.dumps({"awx_job_id": "race-1", "awx_schedule_name": "hourly triage"})
+        run = host.playbook("api_triage.yml", "-e", scheduled, background=True)
         # its first evidence is read (api down, so its probes are retried for 10 s more): hold it there
         # (ansible-playbook only: a stopped `podman exec` client can hold the container's lock)
         assert wait_for(lambda: host.calls("race-1"), timeout=60, interval=0.2)
