@@ -109,7 +109,8 @@ def assert_rerun_converges(box):
 
 def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
     run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=stop_services", background=True)
-    assert wait_for(lambda: effects(host) == STEPS[:2])
+    # held once stop_services is recorded done: its effect alone is written a moment before that
+    assert wait_for(lambda: effects(host) == STEPS[:2] and checkpointed(host) == sorted(STEPS[:2]))
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     host.sh("pkill -f '^sleep 120'")  # the killed run's task, which would hold its lock until it ends
