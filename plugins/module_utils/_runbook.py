@@ -222,11 +222,8 @@ def lock_decision(holder, request, now, takeover_run_id=None, break_lock=False, 
             describe_holder(holder), describe_processes(processes))
     if break_lock:
         return "takeover", "broken on request"
-    try:
-        expired = parse_time(holder["expires_at"]) <= now
-    except (KeyError, ValueError):
-        expired = True
-    if expired:
+    expires = parse_time_or_none(holder.get("expires_at"))
+    if expires is None or expires <= now:
         return "takeover", "expired"
     if takeover_run_id and takeover_run_id == holder.get("run_id") and holder.get("runbook") == request["runbook"] \
             and holder.get("target") == request["target"]:
@@ -236,8 +233,10 @@ def lock_decision(holder, request, now, takeover_run_id=None, break_lock=False, 
 
 def keep_alive(path, holder, now, ttl):
     """A lock whose run still has a task here never looks expired, not even the moment that task ends."""
-    if parse_time_or_none(holder.get("expires_at")) is None or parse_time(holder["expires_at"]) < now + datetime.timedelta(seconds=ttl):
-        write_json(path, dict(holder, expires_at=isoformat(now + datetime.timedelta(seconds=ttl))))
+    extended = now + datetime.timedelta(seconds=ttl)
+    expires = parse_time_or_none(holder.get("expires_at"))
+    if expires is None or expires < extended:
+        write_json(path, dict(holder, expires_at=isoformat(extended)))
 
 
 def parse_time_or_none(text):

@@ -136,35 +136,11 @@ def last_failure(artifacts):
     return " ".join(str(failed[-1]).split()) if failed else ""
 
 
-def job_processes(job):
-    """The job's ansible-runner and everything below it: ansible-playbook runs on a pty in a session of
-    its own, so the runner's process group is not enough."""
-    children = {}
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % name, encoding="utf-8") as handle:
-                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
-    found, todo = [], [job["proc"].pid]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
 def playbook_pid(job):
-    """The job's ansible-playbook (the runner's child): the process that starts each next task."""
-    for pid in job_processes(job)[1:]:
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as handle:
-                if b"ansible-playbook" in handle.read():
-                    return pid
-        except OSError:
-            continue
-    raise SystemExit("job %s has no ansible-playbook process" % job["id"])
+    """The job's ansible-playbook: the runner's child, on a pty in a session (and process group) of its own."""
+    proc = subprocess.run(["pgrep", "-P", str(job["proc"].pid), "-f", "ansible-playbook"], stdout=subprocess.PIPE,
+                          text=True, check=False)
+    return int(proc.stdout.split()[0]) if proc.stdout.split() else None
 
 
 def hold_at(host, job, path, step):
@@ -175,6 +151,8 @@ def hold_at(host, job, path, step):
                      timeout=300):
         raise SystemExit("job %s never reached %s" % (job["id"], step))
     job["held"] = playbook_pid(job)
+    if job["held"] is None:
+        raise SystemExit("job %s has no ansible-playbook process" % job["id"])
     os.kill(job["held"], signal.SIGSTOP)
 
 
@@ -301,11 +279,10 @@ def main():
     finally:
         for job in awx.jobs:
             if job["proc"].poll() is None:
-                for pid in job_processes(job):  # the playbook runs in a session of its own
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                playbook = playbook_pid(job)
+                if playbook:
+                    os.killpg(playbook, signal.SIGKILL)  # the playbook and its workers
+                os.killpg(job["proc"].pid, signal.SIGKILL)
     wall = round(time.time() - started)
     print("\n| check | result | detail |\n|---|---|---|")
     for name, ok, detail in rows:
