@@ -47,7 +47,7 @@ class Instance:
         return proc.stdout.strip()
 
     def statuses(self):
-        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout)["services"]}
+        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout, strict=False)["services"]}
 
     def read_json(self, path):
         proc = self.run("cat", path)

@@ -14,15 +14,18 @@ version_added: 0.1.0
 description:
   - Applies the API outage runbook's resolution table to one host's evidence and returns the cause, the services it
     concerns, the evidence lines that support it and the table's action.
-  - "Causes, in the order they are checked: V(database_down), V(connection_pool_exhausted), V(out_of_memory),
-    V(nginx_misconfigured) (nginx down with a config error in its log), V(service_crashed), V(service_unhealthy),
+  - "Causes, in the order they are checked: V(database_down), V(connection_pool_exhausted), V(port_conflict) (a
+    service is down and a process outside the stack holds one of its published ports), V(out_of_memory),
+    V(nginx_misconfigured) (nginx down with a config error in its log), V(crash_loop) (Docker keeps restarting a
+    service that exits on every start), V(service_crashed), V(service_unhealthy),
     V(nginx_misconfigured) (a route through nginx fails while the services are healthy), V(dns_failure), V(unknown)
     (an endpoint fails for no reason above), V(healthy)."
 options:
   _input:
     description:
       - The evidence - C(services) (nself_info's list), C(database) (nself_info's database facts), C(logs) (service name
-        to nself_logs entries), C(routes) and C(endpoints) (lists of C({name, status, ok})), C(dns) (C({domain, resolved, error})).
+        to nself_logs entries), C(routes) and C(endpoints) (lists of C({name, status, ok})), C(dns) (C({domain, resolved, error})),
+        C(port_holders) (nself_info's), C(parse_warnings) (nself_info's; added to the evidence lines whatever the cause).
     type: dict
     required: true
 author:

@@ -22,6 +22,8 @@ from collections import namedtuple
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 VERSION_RE = re.compile(r"(?<![\d.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.]+)?)")
 HEALTH_ENTRY_RE = re.compile(r'\{\s*"service"\s*:\s*"([^"]+)"\s*,\s*"status"\s*:\s*"([^"]+)"')
+STATUS_ENTRY_RE = re.compile(r'\{\s*"name"\s*:\s*"([^"]+)"\s*,\s*"status"\s*:\s*"([^"]+)"')
+ENVIRONMENT_RE = re.compile(r'"environment"\s*:\s*"([^"]*)"')
 PROJECT_MARKERS = ("docker-compose.yml", ".env", ".env.dev", ".env.prod", ".env.local")
 MINIMUM_VERSION = (0, 9, 8)
 
@@ -93,6 +95,24 @@ def parse_health(text):
         return data, "nself health printed invalid JSON (unescaped details); used the service/status pairs"
 
 
+def parse_status(text):
+    """`nself status --json`. 0.9.9 builds it with printf, so a value it copied from docker
+    unescaped makes it invalid: fall back to the name/status pairs. Returns (status, warning)."""
+    try:
+        data = extract_json(text)
+        if isinstance(data.get("services"), list):
+            return data, None
+        raise ValueError("no service list")
+    except ValueError as exc:
+        pairs = STATUS_ENTRY_RE.findall(text)
+        if not pairs:
+            raise
+        environment = ENVIRONMENT_RE.search(text)
+        data = {"environment": environment.group(1) if environment else None,
+                "services": [{"name": name, "status": status} for name, status in pairs]}
+        return data, "nself status --json printed invalid JSON (%s); used its name/status pairs" % str(exc)[:80]
+
+
 class NselfCLI(object):
     """One nself project on the managed host."""
 
@@ -100,6 +120,7 @@ class NselfCLI(object):
         self.module = module
         self.project_dir = project_dir
         self.commands = []
+        self.warnings = []  # what was read around nself's malformed output
         if not os.path.isdir(project_dir):
             raise NselfError("project_dir %s does not exist; set it to the nself project (the directory holding "
                              "docker-compose.yml and the .env files)" % project_dir)
@@ -140,12 +161,13 @@ class NselfCLI(object):
         """Per-service status from `nself status --json` (rc is 0 whatever the health, so parse)."""
         result = self.run(["status", "--json"])
         try:
-            data = extract_json(result.stdout)
-            services = data["services"]
-        except (ValueError, KeyError, TypeError):
+            data, warning = parse_status(result.stdout)
+        except ValueError:
             raise NselfError("`nself status --json` gave no service list (rc %d): %s"
                              % (result.rc, (result.stderr or result.stdout)[:300]), result)
-        return data, services
+        if warning and warning not in self.warnings:
+            self.warnings.append(warning)
+        return data, data["services"]
 
     def health(self):
         """`nself health --json`: rc is 0 iff nothing is unhealthy; the document says which."""

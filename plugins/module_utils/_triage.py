@@ -10,8 +10,9 @@
 classify() takes one evidence dict and returns the root cause, the services concerned, the evidence
 lines that support it, and the table's action. The order of the checks is the order of causality:
 a database that is down makes auth and api fail their readiness, so it is named, not them; a
-crash that left "out of memory" in its logs is an OOM, not a plain crash; an nginx that exited on
-a config error is a misconfiguration.
+service that cannot start because another process holds its port is a port conflict, not a bad
+config; a crash that left "out of memory" in its logs is an OOM, not a plain crash; an nginx that
+exited on a config error is a misconfiguration; a service Docker keeps restarting is a crash loop.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,8 +21,10 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _ports as ports
+
 UP = ("healthy", "starting")
-DOWN = ("exited", "stopped", "dead", "created", "removing", "restarting", "not_found")
+DOWN = ("exited", "stopped", "dead", "created", "removing", "restarting", "paused", "not_found")
 OOM_RE = re.compile(r"out of memory|heap out of memory|oomkilled|cannot allocate memory|killed process .* oom", re.I)
 NGINX_CONFIG_RE = re.compile(r"\[emerg\]|configuration file .* test failed|unknown directive|host not found in upstream", re.I)
 EXHAUSTED_RE = re.compile(r"too many clients|remaining connection slots are reserved|too many connections", re.I)
@@ -32,6 +35,9 @@ ACTIONS = {
     "database_down": ("restart", False, "nself restart postgres, then check that the database answers"),
     "connection_pool_exhausted": ("full_restart", True, "nself stop && nself start (full restart)"),
     "out_of_memory": ("manual", True, "raise the container memory limits in .env, then nself build && nself restart"),
+    "port_conflict": ("manual", False, "stop the process holding the port, or move the service to a free port in "
+                                       ".env (nself build), then nself restart <service>"),
+    "crash_loop": ("restart", False, "nself restart <service>"),
     "service_crashed": ("restart", False, "nself restart <service>"),
     "service_unhealthy": ("restart", False, "nself restart <service>"),
     "nginx_misconfigured": ("rebuild_nginx", True, "nself build to regenerate the config, then nself restart nginx"),
@@ -59,9 +65,11 @@ def classify(evidence):
     statuses = _statuses(evidence)
     database = evidence.get("database") or {}
     cause, services, lines = _classify(evidence, statuses, database)
+    lines = lines + list(evidence.get("parse_warnings") or [])
     kind, disruptive, description = ACTIONS[cause]
     if kind == "restart" and services:
         description = "nself restart %s" % " ".join(services) if cause != "database_down" else description
+    description = description.replace("<service>", " ".join(services))
     return {"cause": cause, "services": services, "evidence": lines, "action": kind, "disruptive": disruptive,
             "description": description}
 
@@ -80,12 +88,20 @@ def _classify(evidence, statuses, database):
             database.get("connections"), database.get("max_connections"))]
 
     down = [name for name, status in statuses.items() if status in DOWN]
+    holders = [h for h in evidence.get("port_holders") or [] if h.get("service") in down]
+    if holders:
+        services = sorted(set(h["service"] for h in holders))
+        return "port_conflict", services, ["%s is %s" % (name, statuses[name]) for name in services] + ports.describe(holders)
     oom = [name for name in down if _log_hits(evidence, name, OOM_RE)]
     if oom:
         return "out_of_memory", oom, ["%s: %s" % (name, _log_hits(evidence, name, OOM_RE)[-1]) for name in oom]
     nginx_config = _log_hits(evidence, "nginx", NGINX_CONFIG_RE)
     if statuses.get("nginx") in DOWN + ("unhealthy",) and nginx_config:
         return "nginx_misconfigured", ["nginx"], ["nginx is %s: %s" % (statuses["nginx"], nginx_config[-1])]
+    looping = sorted(name for name in down if statuses[name] == "restarting")
+    if looping:
+        return "crash_loop", looping, ["%s is restarting: it exits on every start and Docker keeps restarting it%s"
+                                       % (name, _last_log(evidence, name)) for name in looping]
     if down:
         return "service_crashed", sorted(down), ["%s is %s%s" % (name, statuses[name], _last_log(evidence, name))
                                                  for name in sorted(down)]

@@ -32,12 +32,16 @@ options:
   gather:
     description:
       - Which facts to collect. V(doctor) runs the full C(nself doctor) diagnosis and can take several seconds.
+      - V(ports) names the processes that listen on the host ports a service publishes (its compose C(ports), from
+        the env cascade) while that service is not running (nor paused), such as a distribution nginx on 80/443 or a
+        stray container's C(docker-proxy). It implies V(status). The owning process of another user's socket is
+        only known with root (become); its user always is.
       - V(database) runs C(SELECT 1) and reads connection use against C(max_connections) with C(psql) inside the postgres
         container; V(disk) reads the free space of the project directory's filesystem; V(endpoints) probes O(endpoints)
         from the host, all at once.
     type: list
     elements: str
-    choices: [version, status, health, urls, doctor, database, disk, endpoints]
+    choices: [version, status, health, urls, doctor, database, disk, endpoints, ports]
     default: [version, status, health]
   endpoints:
     description:
@@ -232,6 +236,40 @@ disk:
   returned: when O(gather) contains V(disk)
   type: dict
   sample: {"path": "/opt/nself-family/backend", "free_bytes": 1073741824, "total_bytes": 8589934592, "used_percent": 87}
+port_holders:
+  description: One entry per listener on a host port of a service that is down (restarting, exited, stopped, created...).
+  returned: when O(gather) contains V(ports)
+  type: list
+  elements: dict
+  contains:
+    service:
+      description: The service that publishes the port.
+      type: str
+    port:
+      description: The host port.
+      type: int
+    variable:
+      description: The env variable that sets the port (C(NGINX_SSL_PORT), C(CS_2)...).
+      type: str
+    pid:
+      description: The listening process, or null when this account cannot see it.
+      type: int
+    command:
+      description: Its command line (empty when unknown).
+      type: str
+    user:
+      description: The user owning the socket.
+      type: str
+  sample: [{"service": "nginx", "port": 443, "variable": "NGINX_SSL_PORT", "pid": 812,
+            "command": "nginx: master process /usr/sbin/nginx", "user": "root"}]
+parse_warnings:
+  description:
+    - What was read around nself's malformed output (0.9.9 prints invalid JSON in C(status --json) and
+      C(health --json) on some states); the facts then come from the name/status pairs.
+  returned: always
+  type: list
+  elements: str
+  sample: ["nself status --json printed invalid JSON (Expecting ',' delimiter: line 8 column 31 (char 160)); used its name/status pairs"]
 commands:
   description: Every nself command the module ran, with its exit code.
   returned: always
@@ -249,12 +287,17 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils import _ports as ports
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
     NselfCLI,
     NselfError,
     nself_argument_spec,
 )
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
+
+
+# A container in these states holds its own published ports (a paused one too).
+HOLDS_PORTS = ("healthy", "starting", "unhealthy", "paused")
 
 
 def project_env(params):
@@ -330,7 +373,7 @@ def gather_facts(cli, gather, wanted_services):
     warnings = []
     if "version" in gather:
         result["nself_version"] = cli.version()
-    if "status" in gather:
+    if "status" in gather or "ports" in gather:
         document, services = cli.status()
         names = [s.get("name") for s in services]
         if wanted_services:
@@ -358,6 +401,11 @@ def gather_facts(cli, gather, wanted_services):
             result["volumes_disk"] = volume_disk_facts(cli.module, cli.module.params["volumes"])
     if "endpoints" in gather:
         result["endpoints"] = probe_all(cli.module.params["endpoints"], cli.module.params["timeout"])
+    if "ports" in gather:
+        down = [s["name"] for s in services if s.get("status") not in HOLDS_PORTS]
+        result["port_holders"] = ports.port_holders(project_env(cli.module.params), down)
+    warnings = cli.warnings + warnings
+    result["parse_warnings"] = warnings
     return result, warnings
 
 
@@ -366,7 +414,7 @@ def main():
     argument_spec.update(pg_argument_spec())
     argument_spec.update(
         gather=dict(type="list", elements="str", default=["version", "status", "health"],
-                    choices=["version", "status", "health", "urls", "doctor", "database", "disk", "endpoints"]),
+                    choices=["version", "status", "health", "urls", "doctor", "database", "disk", "endpoints", "ports"]),
         services=dict(type="list", elements="str", default=[]),
         endpoints=dict(type="list", elements="dict", default=[], options=dict(
             name=dict(type="str", required=True),

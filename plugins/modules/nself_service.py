@@ -16,11 +16,15 @@ description:
   - Brings named services of an nself project, or all of them, to a state and waits until C(nself status --json) shows
     it. nself's exit codes are never trusted (nself 0.9.9 exits 0 when a per-service stop or restart fails, 127 after
     a successful full restart, and 0 when C(start) missed its health threshold); the observed status decides.
-  - Waiting ends early, with the service's last log lines, when a service that was started exits again (it is exited
-    or dead on two polls in a row after the command), rather than after O(timeout).
-  - V(started) starts only what is not up. For named services it uses C(nself restart <svc>) (nself has no per-service
-    start; restart falls back to creating the container), and C(nself start) only when nothing of the project runs,
-    because C(nself start) takes the whole stack down first when any container has exited.
+  - Waiting ends early, with the service's last log lines, when a service that was started exits again (it is exited,
+    dead or V(restarting) on two polls in a row after the command; V(restarting) is Docker's restart policy between
+    the exits of a crash loop), rather than after O(timeout). A V(restarting) or V(paused) service is not up, so
+    V(started) restarts it.
+  - V(started) starts only what is not up. For named services that have a container it uses C(nself restart <svc>)
+    (nself has no per-service start), and C(nself start) when nothing of the project runs or, after those restarts, for
+    named services that have no container: C(nself start) takes the whole stack down first when any container has
+    exited, and C(nself restart) deletes C(.env.runtime) and creates a missing container from C(.env) alone, so with
+    empty secrets on a prod host.
   - V(stopped) stops only what runs. Without O(services) it runs C(nself stop), which removes the containers.
   - V(restarted) always restarts. Without O(services) it runs C(nself stop) then C(nself start), as nself's own docs
     recommend instead of the broken C(nself restart --all).
@@ -109,9 +113,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
 
 UP = ("healthy",)
-RUNNING = ("healthy", "starting", "unhealthy", "restarting")
+RUNNING = ("healthy", "starting", "unhealthy")
 DOWN = ("stopped", "exited", "created", "dead")
-EXITED = ("exited", "dead")
+# A service started and then seen in these states on two polls in a row exits on start; `restarting`
+# is Docker's restart policy bringing it back between exits (a crash loop).
+FELL_BACK = ("exited", "dead", "restarting")
 POLL_S = 2
 
 
@@ -129,20 +135,24 @@ def observe(cli, targets):
 def wait_for(cli, targets, wanted, timeout):
     """Poll until every target's status is in wanted. Returns (statuses, seconds waited).
 
-    When services are to run, one that is exited or dead on two polls in a row after nself started it
-    has started and exited again (compose returns once the container has started): that fails at
-    once, with its last log lines, instead of after the whole timeout."""
+    When services are to run, one that is exited, dead or restarting on two polls in a row after nself
+    started it has started and exited again (compose returns once the container has started; Docker's
+    restart policy keeps a crashing one `restarting`): that fails at once, with its last log lines,
+    instead of after the whole timeout."""
     started = time.time()
-    exited_before = set()
+    fell_before = set()
     while True:
         statuses = observe(cli, targets)
         if all(status in wanted for status in statuses.values()):
             return statuses, int(time.time() - started)
-        exited = set(n for n, s in statuses.items() if s in EXITED) if wanted is not DOWN else set()
-        if exited & exited_before:
-            raise NselfError("%s exited again right after it was started; its log ends: %s. Look at `nself logs <service>`"
-                             % (", ".join(sorted(exited & exited_before)), log_tail(cli, sorted(exited & exited_before))))
-        exited_before = exited
+        fell = set(n for n, s in statuses.items() if s in FELL_BACK) if wanted is not DOWN else set()
+        if fell & fell_before:
+            names = sorted(fell & fell_before)
+            looping = [n for n in names if statuses[n] == "restarting"]
+            raise NselfError("%s exited again right after it was started%s; its log ends: %s. Look at `nself logs <service>`"
+                             % (", ".join(names), " (Docker keeps restarting %s: a crash loop)" % ", ".join(looping) if looping else "",
+                                log_tail(cli, names)))
+        fell_before = fell
         if time.time() - started >= timeout:
             late = dict((n, s) for n, s in statuses.items() if s not in wanted)
             raise NselfError("after %d s these services are not %s: %s. Look at `nself logs <service>` and "
@@ -169,19 +179,41 @@ def plan(state, targets, statuses, wait_healthy):
             return [], []
         return acting, [["stop"] + (acting if targets else [])]
     if state == "started":
-        acting = [n for n, s in statuses.items() if s not in ready and s not in ("starting", "restarting")]
+        acting = [n for n, s in statuses.items() if s not in ready and s != "starting"]
         if not acting:
             return [], []
         if all(s in DOWN for s in statuses.values()) and not targets:
             return acting, [["start"]]
-        return acting, [["restart"] + acting]
+        return acting, restart_or_create(acting, statuses)
     acting = list(statuses)
     if state == "reconfigured":
         return acting, [["build"], ["start", "--skip-port-check"]]
     build = [["build"]] if state == "rebuilt" else []
     if targets:
-        return acting, build + [["restart"] + acting]
+        return acting, build + restart_or_create(acting, statuses)
     return acting, build + [["stop"], ["start"]]
+
+
+def restart_or_create(services, statuses):
+    """`nself restart` for services that have a container; `nself start` for those that have none.
+
+    `nself restart` deletes .env.runtime, and for a service without a container falls back to
+    `compose up -d`, which then creates it from `.env` alone: on a prod host, with empty secrets.
+    `nself start` writes .env.runtime from the whole cascade first (and, run after the restart, finds
+    no exited container, so it takes nothing down)."""
+    present = [n for n in services if statuses[n] != "stopped"]
+    return ([["restart"] + present] if present else []) + ([["start"]] if len(present) < len(services) else [])
+
+
+def refuse_a_start_that_takes_the_stack_down(cli, targets):
+    """`nself start` first takes the whole stack down when any container has exited or is only created."""
+    _document, services = cli.status()
+    exited = [s.get("name") for s in services if s.get("name") not in targets and s.get("status") in ("exited", "created")]
+    if exited:
+        raise NselfError("%s %s no container, and `nself start` (the only way to create one with the secrets of the env "
+                         "cascade) would first take the whole stack down because %s %s exited; bring %s back first"
+                         % (", ".join(targets), "have" if len(targets) > 1 else "has", ", ".join(exited),
+                            "have" if len(exited) > 1 else "has", ", ".join(exited)))
 
 
 def run_build(cli, project_dir):
@@ -210,6 +242,8 @@ def main():
         targets = list(dict.fromkeys(params["services"]))
         statuses = observe(cli, targets)
         acting, commands = plan(params["state"], targets, statuses, params["wait_healthy"])
+        if targets and ["start"] in commands:
+            refuse_a_start_that_takes_the_stack_down(cli, targets)
         if module.check_mode or not commands:
             module.exit_json(changed=bool(acting), services=statuses, acted_on=acting, waited_s=0, commands=cli.commands)
         for argv in commands:

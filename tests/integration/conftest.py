@@ -44,7 +44,7 @@ class Sandbox:
         return proc.stdout.strip()
 
     def status(self):
-        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout)["services"]}
+        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout, strict=False)["services"]}
 
     def env(self, key):
         """A value of the prod env cascade, read the way nself reads it."""
@@ -63,9 +63,14 @@ class Sandbox:
     def reset(self):
         """Back to a healthy stack with no fault set."""
         self.fault("clear")
-        broken = [name for name, state in self.status().items() if state != "healthy"]
+        status = self.status()
+        broken = [name for name, state in status.items() if state not in ("healthy", "stopped")]
         if broken:
             self.nself("restart", *broken)
+        if "stopped" in status.values():
+            # no container: `nself restart` would create it from `.env` alone (it deletes .env.runtime),
+            # without the secrets; `nself start` writes .env.runtime first
+            self.nself("start")
         self.wait_healthy()
 
 

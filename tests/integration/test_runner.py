@@ -51,7 +51,7 @@ def test_service_report_through_runner(tmp_path, healthy):
 
 
 def test_unhealthy_host_fails_the_job(tmp_path, healthy):
-    healthy.fault("set", "crash", "api")
+    healthy.fault("set", "kill", "api")
     result = run(tmp_path, healthy, {"service_report_fail_on_unhealthy": True}, "report-bad")
     assert result.status == "failed" and result.rc != 0
     failed = [e for e in events(tmp_path, "report-bad") if e["event"] == "runner_on_failed"]

@@ -144,6 +144,94 @@ def test_scheduler_processes_jobs(sandbox):
 
 # ---------------------------------------------------------------- fault switches
 
+SERVICES = ["postgres", "redis", "minio", "hasura", "auth", "api", "scheduler", "nginx"]
+
+
+def record(box, service):
+    return json.loads(box.run("cat", "/var/lib/nself-sandbox/containers/nself-family_%s.json" % service, check=True).stdout)
+
+
+def session_processes(box, session):
+    """ps lines of the processes still in a container's session (its stand-in cgroup)."""
+    lines = box.run("ps", "-eo", "sid=,stat=,args=", check=True).stdout.splitlines()
+    return [line for line in lines if line.split()[0] == str(session) and not line.split()[1].startswith("Z")]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_crash_takes_every_process_of_the_container_and_its_restart_policy_brings_it_back(healthy, service):
+    before = record(healthy, service)
+    assert before["restart"] == "unless-stopped" and session_processes(healthy, before["session"])
+    healthy.fault("set", "crash", service)
+    assert session_processes(healthy, before["session"]) == []  # nginx workers, postgres backends: all gone
+    assert healthy.wait_healthy(90)[service] == "healthy"
+    after = record(healthy, service)
+    assert after["restart_count"] == before.get("restart_count", 0) + 1 and after["session"] != before["session"]
+
+
+def test_docker_kill_and_stop_are_final_for_the_restart_policy(healthy):
+    healthy.fault("set", "kill", "api")
+    healthy.nself("stop", "scheduler")
+    time.sleep(2)
+    assert healthy.status()["api"] == "exited" and record(healthy, "api")["exit_code"] == 137
+    assert healthy.status()["scheduler"] == "exited"
+
+
+def test_a_crash_loop_is_restarting_until_the_cause_goes(healthy):
+    healthy.fault("set", "crash_loop", "auth")
+    time.sleep(1)
+    assert healthy.status()["auth"] == "restarting" and record(healthy, "auth")["restart_count"] >= 1
+    assert "refuses to start" in healthy.nself("logs", "auth", "--tail", "3").stdout
+    healthy.fault("clear", "crash_loop")
+    healthy.nself("restart", "auth")
+    assert healthy.wait_healthy(60)["auth"] == "healthy"
+
+
+def test_a_paused_container_is_frozen_whole_and_a_restart_brings_it_back(healthy):
+    healthy.fault("set", "pause", "nginx")
+    assert healthy.status()["nginx"] == "paused"
+    assert all(line.split()[1].startswith("T") for line in session_processes(healthy, record(healthy, "nginx")["session"]))
+    healthy.nself("restart", "nginx")
+    assert healthy.wait_healthy(60)["nginx"] == "healthy"
+
+
+def test_a_foreign_process_on_a_published_port_keeps_the_container_from_starting(healthy):
+    healthy.fault("set", "foreign_port", "nginx")
+    assert healthy.status()["nginx"] == "exited"
+    nginx = record(healthy, "nginx")
+    assert nginx["exit_code"] == 128 and "port is already allocated" in nginx["start_error"]
+    assert "nginx: master process nginx -c /var/lib/nself-sandbox/foreign/nginx.conf" in healthy.run("ps", "-eo", "args").stdout
+    assert "Failed to restart nginx" in healthy.nself("restart", "nginx").stderr
+    healthy.fault("clear", "foreign_port")
+    healthy.nself("restart", "nginx")
+    assert healthy.wait_healthy(60)["nginx"] == "healthy"
+
+
+def test_restart_deletes_env_runtime_and_a_recreate_then_runs_without_the_secrets(healthy):
+    """nself-cli.md §1.5 and §2: `nself restart` deletes .env.runtime; compose restart keeps a container's
+    env, but a smart restart after a config change recreates the containers from `.env` alone."""
+    healthy.nself("start")
+    assert healthy.sh("test -f .env.runtime", check=False).returncode == 0  # nself start writes it
+    healthy.nself("restart", "scheduler")
+    assert healthy.sh("test -f .env.runtime", check=False).returncode == 1
+    assert record(healthy, "scheduler")["env"]["POSTGRES_PASSWORD"]  # same container, same env
+    try:
+        healthy.sh("touch .env")
+        healthy.nself("restart")
+        assert record(healthy, "auth")["env"]["JWT_SECRET"] == "" and record(healthy, "postgres")["env"]["POSTGRES_PASSWORD"] == ""
+        time.sleep(2)
+        assert healthy.status()["hasura"] == "restarting"  # its JWT secret interpolated empty: it exits on start
+    finally:
+        healthy.nself("start")  # writes .env.runtime from the whole cascade, recreating what changed
+    assert healthy.wait_healthy(120) and record(healthy, "auth")["env"]["JWT_SECRET"]
+
+
+def test_malformed_json_fault_makes_status_and_health_invalid_json(healthy):
+    healthy.fault("set", "malformed_json")
+    for argv in (["status", "--json"], ["health", "--json"]):
+        with pytest.raises(ValueError):
+            json.loads(healthy.nself(*argv).stdout, strict=False)
+
+
 def test_fault_hang_makes_a_service_unhealthy(healthy):
     healthy.fault("set", "hang", "api")
     deadline = time.time() + 40
@@ -158,7 +246,7 @@ def test_fault_unhealthy_and_refuse(healthy):
     assert json.loads(healthy.nself("health", "service", "auth", "--json").stdout)["status"] in ("unhealthy", "starting")
     healthy.fault("set", "refuse", "api")
     healthy.nself("restart", "api")
-    assert healthy.status()["api"] == "exited"
+    assert healthy.status()["api"] == "restarting"
     assert "refuses to start" in healthy.nself("logs", "api").stdout
 
 
@@ -180,7 +268,7 @@ def test_fault_break_nginx_and_build_repairs_it(healthy, mode):
         assert http(healthy, "GET", "https://127.0.0.1/api/health", insecure=True)[0] == 502
     else:
         healthy.nself("restart", "nginx")
-        assert healthy.status()["nginx"] == "exited"
+        assert healthy.status()["nginx"] == "restarting"
     healthy.nself("build")
     healthy.nself("restart", "nginx")
     healthy.wait_healthy()

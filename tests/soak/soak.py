@@ -163,7 +163,7 @@ def go_on(job):
 def triage_during(awx, host, day, holder_runbook, problem=None):
     """An hourly triage while another run holds the host: it must observe and touch nothing."""
     if problem:
-        host.sh("sandbox-fault set crash %s" % problem)
+        host.sh("sandbox-fault set kill %s" % problem)
         host.wait(lambda: host.statuses().get(problem) == "exited", 30)
     job = awx.run("hourly triage", "api_triage.yml", day)
     touched = [argv for argv in calls(host, job["id"]) if argv[:1] in DISRUPTIVE]

@@ -184,7 +184,7 @@ def test_triage_during_a_rotation_restarts_nothing(host):
         assert wait_for(lambda: "rotate" in (host.read_json(checkpoint) or {}).get("done", {}), timeout=120, interval=0.2)
         os.kill(run.pid, signal.SIGSTOP)  # a rotation waiting on slow services, held here
         holder = host.read_json(STATE + "/locks/maintenance.json")
-        host.run("sandbox-fault", "set", "crash", "auth")
+        host.run("sandbox-fault", "set", "kill", "auth")
         assert wait_for(lambda: host.statuses()["auth"] == "exited", timeout=30)
         assert holder["runbook"] == "rotate_jwt"
         host.triage_observes(holder)

@@ -9,7 +9,7 @@ def test_nself_stand_in_is_on_path(host):
 
 
 def test_every_service_healthy(host):
-    status = json.loads(host.check_output("cd %s && nself status --json" % PROJECT))
+    status = json.loads(host.check_output("cd %s && nself status --json" % PROJECT), strict=False)
     assert {s["name"]: s["status"] for s in status["services"]} == dict.fromkeys(
         ["postgres", "redis", "minio", "hasura", "auth", "api", "scheduler", "nginx"], "healthy")
 

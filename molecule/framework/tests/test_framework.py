@@ -218,7 +218,7 @@ def test_a_run_holding_the_host_for_maintenance_keeps_triage_to_observing(host):
     try:
         assert wait_for(lambda: checkpointed(host) == sorted(STEPS[:2]))
         holder = host.read_json(STATE + "/locks/maintenance.json")
-        host.run("sandbox-fault", "set", "crash", "api")
+        host.run("sandbox-fault", "set", "kill", "api")
         assert wait_for(lambda: host.statuses().get("api") == "exited", timeout=30)
         record = host.triage_observes(holder)
         assert record["summary"].endswith(" (api), nothing restarted"), record["summary"]

@@ -59,8 +59,18 @@ def test_healthy_host_is_healthy_with_no_change_twice(host):
     assert "cause: healthy" in report(host, proc.stdout)["details"]["Diagnosis"]
 
 
-def test_crashed_auth_is_restarted_and_verified(host):
-    host.run("sandbox-fault", "set", "crash", "auth")
+@pytest.mark.parametrize("service", ["postgres", "redis", "minio", "hasura", "auth", "api", "scheduler", "nginx"])
+def test_every_crash_ends_healthy(host, service):
+    """A crashed container takes all its processes with it and its restart policy brings it back
+    (no nginx worker keeps 80/443): triage then finds it healthy, or finishes what Docker began."""
+    host.run("sandbox-fault", "set", "crash", service)
+    proc = triage(host)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert wait_for(lambda: all_healthy(host), timeout=60)
+
+
+def test_exited_auth_is_restarted_and_verified(host):
+    host.run("sandbox-fault", "set", "kill", "auth")  # docker kill: no restart policy brings it back
     assert wait_for(lambda: host.statuses()["auth"] == "exited", timeout=30)
     proc = triage(host)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -93,11 +103,41 @@ def test_misrouted_nginx_is_rebuilt_and_restarted(host):
 
 
 def test_service_that_will_not_come_back_escalates_with_doctor(host):
-    host.run("sandbox-fault", "set", "refuse", "auth")
-    host.run("sandbox-fault", "set", "crash", "auth")
-    proc = triage(host, "-e", "triage_service_timeout=20")
-    assert_failed_with(proc, "auth did not recover (service_crashed)", "nself doctor:", "nself logs auth")
-    assert report(host, proc.stdout)["details"]["Doctor"]  # doctor's findings are in the report
+    host.run("sandbox-fault", "set", "crash_loop", "auth")
+    assert wait_for(lambda: host.statuses()["auth"] == "restarting", timeout=30)
+    proc = triage(host, "-e", "triage_service_timeout=120")
+    assert_failed_with(proc, "auth did not recover (crash_loop)", "Docker keeps restarting auth: a crash loop",
+                       "refuses to start", "nself doctor:", "nself logs auth")
+    details = report(host, proc.stdout)["details"]
+    assert details["Doctor"]  # doctor's findings are in the report
+    assert "it exits on every start and Docker keeps restarting it" in details["Evidence"][0]
+
+
+def test_a_foreign_process_on_nginx_ports_is_named_not_rebuilt(host):
+    host.run("sandbox-fault", "set", "foreign_port", "nginx")
+    try:
+        proc = triage(host, "-e", "triage_allow_disruptive=true")
+        assert_failed_with(proc, "port_conflict (nginx): nginx is exited",
+                           "ports 80 (NGINX_PORT), 443 (NGINX_SSL_PORT) of nginx are held by pid",
+                           "nginx: master process nginx -c /var/lib/nself-sandbox/foreign/nginx.conf", "which needs a person")
+        run_id = re.search(r" run (\d{8}T\d{6}Z-\d+) on ", proc.stdout).group(1)
+        assert not [argv for argv in host.calls(run_id) if argv[:1] in (["build"], ["restart"])]  # a good config kept
+    finally:
+        host.run("sandbox-fault", "clear")
+    fixed = triage(host)
+    assert fixed.returncode == 0 and all_healthy(host), fixed.stdout[-3000:]
+
+
+def test_nself_malformed_status_json_is_read_and_named(host):
+    host.run("sandbox-fault", "set", "malformed_json")
+    host.run("sandbox-fault", "set", "kill", "api")
+    proc = triage(host)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    details = report(host, proc.stdout)["details"]
+    assert "cause: service_crashed" in details["Diagnosis"] and "services: api" in details["Diagnosis"]
+    assert any(line.startswith("nself status --json printed invalid JSON") for line in details["Evidence"])
+    host.run("sandbox-fault", "clear", "malformed_json")  # the test's own reading of the status is strict
+    assert all_healthy(host)
 
 
 def test_database_down_is_named_as_such(host):
@@ -190,7 +230,7 @@ def test_a_runbook_refused_by_a_live_holder_says_so_last(host, playbook, family,
     triage waits for none: each says who holds it, as its last line, and nothing is restarted."""
     release = host.hold_lock(family, holder)
     try:
-        host.run("sandbox-fault", "set", "crash", "auth")
+        host.run("sandbox-fault", "set", "kill", "auth")
         assert wait_for(lambda: host.statuses()["auth"] == "exited", timeout=30)
         proc = host.playbook(playbook, "-e", json.dumps({"service_recovery_services": ["auth"]}), "-e", "runbook_orphan_wait=0")
         what = "This host is under maintenance: its lock" if family == "maintenance" else "The %s lock on this host" % family
@@ -208,7 +248,7 @@ def test_triage_acts_only_on_what_it_sees_under_the_maintenance_lock(host):
     release = host.hold_lock("maintenance", "db_restore")
     run = None
     try:
-        host.run("sandbox-fault", "set", "crash", "api")
+        host.run("sandbox-fault", "set", "kill", "api")
         assert wait_for(lambda: host.statuses()["api"] == "exited", timeout=30)
         # as an AWX schedule launches it: a job id and no awx_user_name
         scheduled = json.dumps({"awx_job_id": "race-1", "awx_schedule_name": "hourly triage"})

@@ -203,7 +203,7 @@ def test_storage_recovery_refused_by_a_live_holder_says_so_last(host):
 def test_a_minio_restart_waits_for_no_one_while_another_run_holds_the_host(host):
     """A restart of minio is the storage runbook's disruptive fix: while a restore holds the host, it is
     named and not done."""
-    host.run("sandbox-fault", "set", "crash", "minio")
+    host.run("sandbox-fault", "set", "kill", "minio")
     release = host.hold_lock("maintenance", "db_restore")
     try:
         proc = recovery(host)

@@ -117,8 +117,14 @@ def _status_json(project):
             status = health.get(record["name"]) or "healthy"
             cpu, mem = runtime.stats(record)
         entries.append({"name": service, "status": status, "cpu": cpu, "memory": mem})
-    ui.out(json.dumps({"timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                       "environment": project.vars.get("ENV") or "local", "services": entries}, indent=2))
+    text = json.dumps({"timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                       "environment": project.vars.get("ENV") or "local", "services": entries}, indent=2)
+    # 0.9.9 builds this document with printf: a missing container's "0%\t0B" keeps its raw tab, and with
+    # the malformed_json fault the stats error docker printed lands unescaped in "cpu".
+    text = text.replace("\\t", "\t")
+    if faults.active("malformed_json"):
+        text = text.replace('"cpu": "', '"cpu": "Error: No such container: "%s_stats" ' % project.name, 1)
+    ui.out(text)
     return 0
 
 
@@ -264,6 +270,15 @@ def _health_entry(project, service):
             "response_time_ms": int((time.time() - started) * 1000)}
 
 
+def _unescaped_details(text, entries):
+    """0.9.9 copies Docker's healthcheck output into `details` without escaping it (nself-cli.md §1.7)."""
+    for entry in entries:
+        if entry["status"] == "unhealthy" or faults.active("malformed_json"):
+            detail = entry["details"] + (' (probe said "%s")' % entry["status"] if faults.active("malformed_json") else "")
+            text = text.replace(json.dumps(entry["details"]), '"%s"' % detail, 1)
+    return text
+
+
 def _health_check(project, as_json):
     names = list(CORE_HEALTH)
     names += [s for s, key in OPTIONAL_HEALTH if (project.vars.get(key) or "").lower() == "true"]
@@ -277,7 +292,7 @@ def _health_check(project, as_json):
     with open(os.path.join(history, "history.jsonl"), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(result) + "\n")
     if as_json:
-        ui.out(json.dumps(result, indent=2))
+        ui.out(_unescaped_details(json.dumps(result, indent=2), entries))
     else:
         ui.header("health")
         for entry in entries:

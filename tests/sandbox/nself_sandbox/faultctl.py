@@ -3,10 +3,13 @@
   sandbox-fault set <fault> [target...]    sandbox-fault clear [fault]
   sandbox-fault list                       sandbox-fault bug <name> on|off
 
-Faults: crash SVC, hang SVC, unhealthy SVC, refuse SVC, stop_fail SVC, stop_postgres,
-exhaust_connections, break_nginx [route|syntax], fill_disk [free%], delete_bucket BUCKET,
-storage_credentials, stale_key SVC (hasura, api or auth keep verifying with today's JWT key
-after a rotation), doctor_fail, start_fail, build_compose_fail.
+Faults: crash SVC (its main process dies; the restart policy brings it back), kill SVC (docker
+kill: exited 137, not restarted), crash_loop SVC (exits on every start: restarting), pause SVC,
+hang SVC, unhealthy SVC, refuse SVC, stop_fail SVC, stop_postgres, foreign_port SVC (a process
+outside the stack holds the service's published ports), malformed_json (status and health
+print invalid JSON), exhaust_connections, break_nginx [route|syntax], fill_disk [free%],
+delete_bucket BUCKET, storage_credentials, stale_key SVC (hasura, api or auth keep verifying
+with today's JWT key after a rotation), doctor_fail, start_fail, build_compose_fail.
 """
 import json
 import os
@@ -15,11 +18,17 @@ import subprocess
 import sys
 import time
 
-from . import faults, paths, runtime, stack
+from . import envfiles, faults, paths, runtime, stack
 from .project import Project
 
-FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail"}
-NEEDS_TARGET = {"crash", "hang", "unhealthy", "refuse", "stop_fail", "delete_bucket", "stale_key"}
+FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail", "malformed_json"}
+NEEDS_TARGET = {"crash", "kill", "crash_loop", "pause", "foreign_port", "hang", "unhealthy", "refuse", "stop_fail",
+                "delete_bucket", "stale_key"}
+FOREIGN_NGINX_CONF = """pid %s/foreign-nginx.pid;
+error_log stderr;
+events {}
+http { access_log off; server { %s return 404 "not nFamily\\n"; } }
+"""
 BALLAST = ".nself-sandbox-ballast"
 
 
@@ -27,11 +36,102 @@ def _project():
     return Project(os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT))
 
 
-def _child(project, service):
+def _running(project, service):
     record = project.record(service)
     if runtime.docker_state(record) != "running" or not record.get("child_pid"):
         raise SystemExit("sandbox-fault: %s is not running" % service)
-    return record["child_pid"]
+    return record
+
+
+def _child(project, service):
+    return _running(project, service)["child_pid"]
+
+
+def _crash(project, service):
+    """SIGKILL the service's main process, as an OOM kill or a segfault would, and wait until the
+    container has ended (its other processes gone with it); its restart policy then applies."""
+    record = _running(project, service)
+    os.kill(record["child_pid"], signal.SIGKILL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        latest = project.record(service) or {}
+        ended = latest.get("child_pid") != record["child_pid"] or latest.get("exit_code") is not None
+        if ended and not runtime.session_pids(record.get("session")):
+            return
+        time.sleep(0.05)
+    raise SystemExit("sandbox-fault: %s did not end within 10 s of SIGKILL" % service)
+
+
+def _reload_nginx(record, timeout=10):
+    """SIGHUP nginx's master and wait until the workers of the old configuration are gone, so that
+    what is asked next is answered by the new one."""
+    master = record["child_pid"]
+    old_workers = set(runtime.session_pids(record["session"])) - {master}
+    os.kill(master, signal.SIGHUP)
+    deadline = time.time() + timeout
+    while time.time() < deadline and old_workers & set(runtime.session_pids(record["session"])):
+        time.sleep(0.05)
+
+
+def _published_ports(project, service):
+    """Host ports of the service's compose `ports` entries (host_ip:host:container or host:container)."""
+    raw = project.compose()["services"][service].get("ports") or []
+    ports = []
+    for entry in raw:
+        parts = envfiles.interpolate(str(entry), project.vars).split(":")
+        if len(parts) >= 2:
+            ports.append(int(parts[-2]))
+    return ports
+
+
+def _hold_ports(project, targets):
+    """Stop each service, start a process outside the stack on its published ports (a distribution
+    nginx for nginx, a Python web server otherwise), then start the service again, which Docker cannot
+    do: its container is left exited (128), "port is already allocated"."""
+    held = _foreign_pids()
+    for service in targets:
+        ports = _published_ports(project, service)
+        if not ports:
+            raise SystemExit("sandbox-fault: %s publishes no port" % service)
+        stack.stop_service(project, service)
+        os.makedirs(paths.FOREIGN_DIR, exist_ok=True)
+        if service == "nginx":
+            conf = os.path.join(paths.FOREIGN_DIR, "nginx.conf")
+            with open(conf, "w", encoding="utf-8") as handle:
+                handle.write(FOREIGN_NGINX_CONF % (paths.FOREIGN_DIR, " ".join("listen %d;" % p for p in ports)))
+            argvs = [["nginx", "-c", conf, "-g", "daemon off;"]]
+        else:
+            argvs = [[sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(p)] for p in ports]
+        for argv in argvs:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=paths.FOREIGN_DIR)
+            held.append(proc.pid)
+        _wait_listening(ports)
+        with open(paths.FOREIGN_PIDS_FILE, "w", encoding="utf-8") as handle:
+            json.dump(held, handle)
+        try:
+            stack.up_service(project, service)
+        except stack.ComposeError:
+            pass  # "port is already allocated": the point of the fault
+
+
+def _wait_listening(ports, timeout=10):
+    import socket
+    deadline = time.time() + timeout
+    for port in ports:
+        while time.time() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+
+
+def _foreign_pids():
+    try:
+        with open(paths.FOREIGN_PIDS_FILE, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return []
 
 
 def _holder(project):
@@ -62,14 +162,23 @@ def set_fault(name, targets):
     project = _project()
     if name in NEEDS_TARGET and not targets:
         raise SystemExit("sandbox-fault: %s needs a target" % name)
-    if name == "crash":
+    if name in ("crash", "crash_loop"):
+        if name == "crash_loop":
+            faults.set_fault("refuse", targets)
         for service in targets:
-            os.kill(_child(project, service), signal.SIGKILL)
-        deadline = time.time() + 5
-        while time.time() < deadline and any(runtime.docker_state(project.record(s)) == "running" for s in targets):
-            time.sleep(0.1)
+            _crash(project, service)
+        if name == "crash":
+            return
+    elif name == "kill":
+        for service in targets:
+            runtime.kill(_running(project, service))
         return
-    if name == "hang":
+    elif name == "pause":
+        for service in targets:
+            runtime.pause(_running(project, service))
+    elif name == "foreign_port":
+        _hold_ports(project, targets)
+    elif name == "hang":
         for service in targets:
             os.kill(_child(project, service), signal.SIGSTOP)
     elif name == "stop_postgres":
@@ -95,7 +204,7 @@ def set_fault(name, targets):
         with open(_nginx_conf(project), "w", encoding="utf-8") as handle:
             handle.write(conf)
         if mode != "syntax" and runtime.docker_state(project.record("nginx")) == "running":
-            os.kill(project.record("nginx")["child_pid"], signal.SIGHUP)
+            _reload_nginx(project.record("nginx"))
         targets = [mode]
     elif name == "fill_disk":
         if not os.path.ismount(paths.MINIO_DATA):
@@ -150,6 +259,25 @@ def clear(name=None):
                 record = project.record(service)
                 if record and record.get("child_pid"):
                     os.kill(record["child_pid"], signal.SIGCONT)
+        elif fault == "pause" and value:
+            for service in value:
+                if project.record(service):
+                    runtime.unpause(project.record(service))
+        elif fault == "crash_loop" and value:
+            refused = [s for s in (faults.load()["faults"].get("refuse") or []) if s not in value]
+            faults.clear_fault("refuse")
+            if refused:
+                faults.set_fault("refuse", refused)
+        elif fault == "foreign_port":
+            for pid in _foreign_pids():
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.unlink(paths.FOREIGN_PIDS_FILE)
+            except FileNotFoundError:
+                pass
         elif fault == "exhaust_connections" and value:
             for pid in value:
                 try:

@@ -9,6 +9,8 @@ from . import envfiles, runtime, services, ui
 
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 PRIORITY = ["postgres", "redis", "minio", "hasura"]
+# The --env-file nself's compose wrapper passes (lib/utils/docker.sh: compose(), nself-cli.md §2).
+COMPOSE_ENV_FILES = [".env.runtime", ".env.local", ".env", ".env.dev"]
 
 
 class Project:
@@ -60,14 +62,31 @@ class Project:
         names = list((self.compose().get("services") or {}).keys())
         return sorted(names, key=lambda n: (PRIORITY.index(n) if n in PRIORITY else (9 if n == services.NGINX else 5), names.index(n)))
 
+    def compose_env_file(self):
+        chosen = os.environ.get("COMPOSE_ENV_FILE") or next(
+            (n for n in COMPOSE_ENV_FILES if os.path.isfile(os.path.join(self.dir, n))), None)
+        return os.path.join(self.dir, chosen) if chosen else None
+
+    def compose_vars(self):
+        """What compose interpolates docker-compose.yml with: the one env file nself passes it, under the
+        process environment. Only `.env.runtime` (written by `nself start`, deleted by `nself restart`)
+        carries the whole cascade; without it a prod host's secrets interpolate empty."""
+        path = self.compose_env_file()
+        values = envfiles.parse_file(path) if path else {}
+        values.update(os.environ)
+        return values
+
     def spec(self, service):
         raw = self.compose()["services"][service]
-        env = {k: envfiles.interpolate(str(v), self.vars) for k, v in (raw.get("environment") or {}).items()}
+        known = self.compose_vars()
+        env = {k: envfiles.interpolate(str(v), known) for k, v in (raw.get("environment") or {}).items()}
         health = raw.get("healthcheck")
         if health:
-            health = dict(health, test=[envfiles.interpolate(str(t), self.vars) for t in health.get("test", [])])
-        spec = {"image": envfiles.interpolate(raw.get("image", ""), self.vars), "env": env, "healthcheck": health}
-        binds = [envfiles.interpolate(str(v), self.vars) for v in raw.get("volumes") or [] if _is_bind(str(v))]
+            health = dict(health, test=[envfiles.interpolate(str(t), known) for t in health.get("test", [])])
+        spec = {"image": envfiles.interpolate(raw.get("image", ""), known), "env": env, "healthcheck": health,
+                "restart": str(raw.get("restart") or "no"),
+                "ports": [envfiles.interpolate(str(p), known) for p in raw.get("ports") or []]}
+        binds = [envfiles.interpolate(str(v), known) for v in raw.get("volumes") or [] if _is_bind(str(v))]
         if binds:
             spec["volumes"] = binds
         return spec

@@ -3,7 +3,9 @@
 A container record lives in CONTAINERS_DIR/<container_name>.json. Its shim process
 (nself_sandbox.shim) is the container's lifetime, like containerd-shim: it runs the
 service, time-stamps its output into the log and records the exit code.
-States follow Docker: running (+health), exited, created; no record means no container.
+States follow Docker: running (+health), restarting (its restart policy's back-off), paused,
+exited, created; no record means no container. A container's processes are its service's session
+(see shim.py), so stopping, killing or pausing one reaches all of them.
 """
 import concurrent.futures
 import datetime
@@ -78,16 +80,70 @@ def pid_alive(pid):
     return state not in ("Z", "X")
 
 
+def session_pids(session):
+    """The live processes of a container: those in its service's session, whoever their parent now is."""
+    if not session:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[3]) == session:
+            found.append(int(entry))
+    return found
+
+
+def signal_session(session, signum):
+    for pid in session_pids(session):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def kill_session(session, timeout=5):
+    """SIGKILL every process of the session and wait until none is left."""
+    deadline = time.time() + timeout
+    while session_pids(session) and time.time() < deadline:
+        signal_session(session, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def busy_ports(published):
+    """The host addresses of compose `ports` entries ([ip:]host:container) that something else holds."""
+    import socket
+    busy = []
+    for entry in published:
+        parts = str(entry).split(":")
+        if len(parts) < 2:
+            continue
+        address = (parts[0] if len(parts) > 2 else "0.0.0.0", int(parts[-2]))
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                busy.append("%s:%d" % address)
+    return busy
+
+
 def config_hash(spec):
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def docker_state(record):
-    """Docker's State.Status for a record: running, exited or created."""
+    """Docker's State.Status for a record: running, restarting, paused, exited or created."""
     if record is None:
         return None
     if record.get("shim_pid") and pid_alive(record["shim_pid"]):
-        return "running"
+        if record.get("restarting"):
+            return "restarting"
+        return "paused" if record.get("paused") else "running"
     if record.get("started_at"):
         return "exited"
     return "created"
@@ -95,25 +151,26 @@ def docker_state(record):
 
 def create(name, service, spec, project_dir):
     record = {"name": name, "service": service, "image": spec["image"], "env": spec["env"],
-              "healthcheck": spec.get("healthcheck"), "volumes": spec.get("volumes") or [], "config_hash": config_hash(spec),
+              "healthcheck": spec.get("healthcheck"), "restart": spec.get("restart") or "no", "volumes": spec.get("volumes") or [],
+              "ports": spec.get("ports") or [], "config_hash": config_hash(spec),
               "project_dir": project_dir, "created_at": now_iso(), "labels": {"com.docker.compose.service": service}}
     save(record)
     return record
 
 
 def start(record):
-    if docker_state(record) == "running":
+    if docker_state(record) in ("running", "restarting", "paused"):
         return record
     os.makedirs(paths.LOG_DIR, exist_ok=True)
-    record.update(started_at=now_iso(), started_ts=time.time(), finished_at=None, exit_code=None, child_pid=None)
+    record.update(started_at=now_iso(), started_ts=time.time(), finished_at=None, exit_code=None, child_pid=None,
+                  shim_pid=None, restarting=False, paused=False, restart_count=0, start_error=None)
     save(record)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.dirname(paths.SHARE_DIR)
-    shim = subprocess.Popen([sys.executable, "-m", "nself_sandbox.shim", record["name"]],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True, env=env)
-    record["shim_pid"] = shim.pid
-    save(record)
+    # The shim records its own pid before anything else, so no write here can race its records.
+    subprocess.Popen([sys.executable, "-m", "nself_sandbox.shim", record["name"]],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True, env=env)
     deadline = time.time() + 5
     while time.time() < deadline:
         current = load(record["name"]) or record
@@ -124,8 +181,9 @@ def start(record):
 
 
 def stop(record, timeout=10):
-    """Docker stop: the image's stop signal, SIGKILL after the grace period. True if it had to act."""
-    if docker_state(record) != "running":
+    """Docker stop: the image's stop signal, SIGKILL of every process after the grace period.
+    True if it had to act. A stopped container is not restarted by its policy."""
+    if docker_state(record) not in ("running", "restarting", "paused"):
         return False
     shim_pid = record["shim_pid"]
     signum, grace = services.stop_policy(record["image"])
@@ -137,20 +195,47 @@ def stop(record, timeout=10):
     while time.time() < deadline and pid_alive(shim_pid):
         time.sleep(0.05)
     if pid_alive(shim_pid):
-        child = (load(record["name"]) or {}).get("child_pid")
-        for pid in (child, shim_pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, TypeError):
-                pass
-        deadline = time.time() + 5
-        while time.time() < deadline and pid_alive(shim_pid):
-            time.sleep(0.05)
-        latest = load(record["name"])
-        if latest and latest.get("exit_code") is None:
-            latest.update(exit_code=137, finished_at=now_iso(), child_pid=None)
-            save(latest)
+        kill(load(record["name"]) or record)
+    _clear_paused(record["name"])
     return True
+
+
+def kill(record):
+    """Docker kill: SIGKILL the container's processes; exit code 137, and no restart (the shim goes first)."""
+    shim_pid = record.get("shim_pid")
+    if shim_pid and pid_alive(shim_pid):
+        try:
+            os.kill(shim_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    kill_session((load(record["name"]) or record).get("session"))
+    deadline = time.time() + 5
+    while time.time() < deadline and pid_alive(shim_pid):
+        time.sleep(0.05)
+    latest = load(record["name"])
+    if latest and latest.get("exit_code") is None:
+        latest.update(exit_code=137, finished_at=now_iso(), child_pid=None, restarting=False)
+        save(latest)
+
+
+def pause(record):
+    """Docker pause: freeze every process of the container."""
+    signal_session(record.get("session"), signal.SIGSTOP)
+    latest = load(record["name"]) or record
+    latest["paused"] = True
+    save(latest)
+
+
+def unpause(record):
+    signal_session(record.get("session"), signal.SIGCONT)
+    _clear_paused(record["name"])
+
+
+def _clear_paused(name):
+    latest = load(name)
+    if latest and latest.get("paused"):
+        latest["paused"] = False
+        save(latest)
 
 
 def _http_ok(url, timeout):

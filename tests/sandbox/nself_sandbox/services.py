@@ -62,7 +62,7 @@ def compose_document(variables):
 
     def add(name, image, environment, healthcheck=None, ports=None, depends=None):
         entry = {"image": image, "container_name": "%s_%s" % (project, name.replace("-", "_")),
-                 "restart": "no", "environment": environment, "networks": ["default"]}
+                 "restart": "unless-stopped", "environment": environment, "networks": ["default"]}
         if healthcheck:
             entry["healthcheck"] = {"test": healthcheck, "interval": "10s", "timeout": "5s",
                                     "retries": 3, "start_period": "20s"}

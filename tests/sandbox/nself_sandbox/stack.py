@@ -35,9 +35,16 @@ def up_service(project, service, force_recreate=False):
     if record is None:
         record = runtime.create(name, service, spec, project.dir)
     if runtime.docker_state(record) != "running":
-        runtime.start(record)
+        _started(runtime.start(record))
         return True
     return False
+
+
+def _started(record):
+    """Compose reports what the daemon said when it could not start a container."""
+    if record.get("start_error"):
+        raise ComposeError(record["start_error"])
+    return record
 
 
 def up(project, force_recreate=False):
@@ -61,7 +68,7 @@ def restart_service(project, service):
     if record is None:
         return up_service(project, service)
     runtime.stop(record)
-    runtime.start(runtime.load(record["name"]))
+    _started(runtime.start(runtime.load(record["name"])))
     return True
 
 

@@ -132,3 +132,29 @@ def test_doctor_collects_findings_from_both_streams(project):
     module = FakeModule({"doctor": (1, "\x1b[0;31m✗\x1b[0m Container nself-family_auth is exited\n", "⚠ weak secret\n")})
     doctor = _nself.NselfCLI(module, project).doctor()
     assert doctor["ok"] is False and doctor["findings"] == ["Container nself-family_auth is exited", "weak secret"]
+
+
+# nself 0.9.9 prints status --json with printf: a raw tab, and docker's error text unescaped (nself-cli.md §1.1).
+STATUS_MALFORMED = (
+    '{\n  "timestamp": "2026-11-30T06:25:15+00:00",\n  "environment": "prod",\n  "services": [\n'
+    '    {\n      "name": "postgres",\n      "status": "healthy",\n'
+    '      "cpu": "Error: No such container: "nself-family_stats" 0.12%",\n      "memory": "27MiB / 7GiB"\n    },\n'
+    '    {\n      "name": "api",\n      "status": "exited",\n      "cpu": "0%\t0B",\n      "memory": "0B / 0B"\n    }\n  ]\n}\n'
+)
+
+
+def test_parse_status_reads_a_raw_tab_as_valid():
+    data, warning = _nself.parse_status(STATUS_MALFORMED.replace('Error: No such container: "nself-family_stats" ', ""))
+    assert warning is None and data["services"][1]["cpu"] == "0%\t0B"
+
+
+def test_parse_status_falls_back_on_unescaped_text_and_says_so():
+    data, warning = _nself.parse_status(STATUS_MALFORMED)
+    assert [(s["name"], s["status"]) for s in data["services"]] == [("postgres", "healthy"), ("api", "exited")]
+    assert data["environment"] == "prod"
+    assert warning.startswith("nself status --json printed invalid JSON (") and "name/status pairs" in warning
+
+
+def test_parse_status_without_any_service_raises():
+    with pytest.raises(ValueError):
+        _nself.parse_status('{"timestamp": "x", "environment": "prod", "services": [{"name": oops}]}')

@@ -77,3 +77,48 @@ def test_dns_failure_needs_a_person():
 def test_failing_endpoint_without_a_known_cause_is_unknown():
     result = classify(evidence(endpoints=[{"name": "api /ready", "ok": False, "status": 200, "detail": "not_ready"}]))
     assert result["cause"] == "unknown" and "api /ready" in result["evidence"][0]
+
+
+NGINX_HOLDERS = [
+    {"service": "nginx", "port": 80, "variable": "NGINX_PORT", "pid": 812, "command": "nginx: master process /usr/sbin/nginx",
+     "user": "root"},
+    {"service": "nginx", "port": 443, "variable": "NGINX_SSL_PORT", "pid": 812,
+     "command": "nginx: master process /usr/sbin/nginx", "user": "root"},
+]
+
+
+def test_a_foreign_process_on_nginx_ports_is_a_port_conflict_not_a_bad_config():
+    found = evidence({"nginx": "exited"}, logs={"nginx": ["nginx: [emerg] bind() to 0.0.0.0:443 failed (98: Address in use)"]},
+                     routes=[{"name": "/api/health via nginx", "ok": False, "status": -1}])
+    found["port_holders"] = NGINX_HOLDERS
+    result = classify(found)
+    assert result["cause"] == "port_conflict" and result["services"] == ["nginx"] and result["action"] == "manual"
+    assert result["evidence"] == ["nginx is exited", "ports 80 (NGINX_PORT), 443 (NGINX_SSL_PORT) of nginx are held by pid 812 "
+                                  "(nginx: master process /usr/sbin/nginx, user root)"]
+    assert result["description"].endswith("then nself restart nginx")
+
+
+def test_a_holder_of_a_running_service_port_is_not_a_conflict():
+    found = evidence()
+    found["port_holders"] = NGINX_HOLDERS  # nginx is healthy: it holds its own ports
+    assert classify(found)["cause"] == "healthy"
+
+
+def test_a_service_docker_keeps_restarting_is_a_crash_loop_with_its_last_log_line():
+    result = classify(evidence({"auth": "restarting", "api": "exited"}, logs={"auth": ["FATAL: cannot read JWT_SECRET"]}))
+    assert result["cause"] == "crash_loop" and result["services"] == ["auth"] and result["action"] == "restart"
+    assert result["description"] == "nself restart auth"
+    assert result["evidence"] == ["auth is restarting: it exits on every start and Docker keeps restarting it; its last log "
+                                  "line: FATAL: cannot read JWT_SECRET"]
+
+
+def test_a_paused_service_is_down_and_restarted():
+    result = classify(evidence({"hasura": "paused"}))
+    assert result["cause"] == "service_crashed" and result["evidence"] == ["hasura is paused"]
+
+
+def test_what_was_read_around_malformed_output_is_evidence_whatever_the_cause():
+    found = evidence({"api": "exited"})
+    found["parse_warnings"] = ["nself status --json printed invalid JSON (x); used its name/status pairs"]
+    result = classify(found)
+    assert result["cause"] == "service_crashed" and result["evidence"][-1] == found["parse_warnings"][0]

@@ -152,3 +152,42 @@ def test_a_service_seen_exited_once_while_it_comes_up_is_waited_for(run_module, 
     args = {"project_dir": project(tmp_path), "services": ["api"], "state": "started"}
     result, calls = run_module(nself_service.main, args, answers)
     assert result["changed"] and result["services"] == {"api": "healthy"}
+
+
+def test_a_crash_looping_service_fails_at_once_naming_the_loop(run_module, tmp_path):
+    """Docker's restart policy keeps a service that exits on every start `restarting`, never `exited`:
+    two polls in a row say so, instead of the whole timeout."""
+    answers = {"status --json": [status(auth="restarting"), status(auth="restarting"), status(auth="restarting")],
+               "restart auth": (0, "", ""),
+               "logs auth --tail 4": (0, "2026-11-30T06:25:11Z [auth        ] FATAL: auth refuses to start\n", "")}
+    args = {"project_dir": project(tmp_path), "services": ["auth"], "state": "started", "timeout": 300}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["failed"] and commands(calls) == ["restart auth", "logs auth --tail 4"]
+    assert result["msg"].startswith("auth exited again right after it was started (Docker keeps restarting auth: a crash "
+                                    "loop); its log ends: auth: FATAL: auth refuses to start")
+
+
+@pytest.mark.parametrize("state", ["restarting", "paused"])
+def test_a_restarting_or_paused_service_is_not_up_so_started_restarts_it(run_module, tmp_path, state):
+    answers = {"status --json": [status(api=state), status()], "restart api": (0, "", "")}
+    args = {"project_dir": project(tmp_path), "services": ["api"], "state": "started", "wait_healthy": False}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["changed"] and commands(calls) == ["restart api"]
+
+
+def test_a_named_service_without_a_container_is_created_by_start_not_restart(run_module, tmp_path):
+    """`nself restart` would delete .env.runtime and create api from `.env` alone: empty secrets on a prod host."""
+    answers = {"status --json": [status(api="stopped", auth="exited"), status(api="stopped", auth="exited"), status()],
+               "restart auth": (0, "", ""), "start": (0, "✓ All services started successfully", "")}
+    args = {"project_dir": project(tmp_path), "services": ["auth", "api"], "state": "started"}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["changed"] and commands(calls) == ["restart auth", "start"]
+
+
+def test_a_start_that_would_take_the_stack_down_is_refused_before_acting(run_module, tmp_path):
+    answers = {"status --json": [status(api="stopped"), status(api="stopped", hasura="exited")]}
+    args = {"project_dir": project(tmp_path), "services": ["api"], "state": "restarted"}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["failed"] and commands(calls) == []
+    assert result["msg"].startswith("api has no container, and `nself start` (the only way to create one with the secrets "
+                                    "of the env cascade) would first take the whole stack down because hasura has exited")
