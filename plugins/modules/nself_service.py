@@ -22,9 +22,9 @@ description:
     V(started) restarts it.
   - V(started) starts only what is not up. For named services that have a container it uses C(nself restart <svc>)
     (nself has no per-service start), and C(nself start) when nothing of the project runs or, after those restarts, for
-    named services that have no container: C(nself start) takes the whole stack down first when any container has
-    exited, and C(nself restart) deletes C(.env.runtime) and creates a missing container from C(.env) alone, so with
-    empty secrets on a prod host.
+    named services that have no container. C(nself start) takes the whole stack down first when any container has
+    exited (so it is refused then, before anything changes), and C(nself restart) deletes C(.env.runtime) and creates a
+    missing container from C(.env) alone, so with empty secrets on a prod host.
   - V(stopped) stops only what runs. Without O(services) it runs C(nself stop), which removes the containers.
   - V(restarted) always restarts. Without O(services) it runs C(nself stop) then C(nself start), as nself's own docs
     recommend instead of the broken C(nself restart --all).

@@ -97,6 +97,70 @@ def test_hasura_accepts_only_the_key_inside_its_jwt_secret(sandbox):
     assert http(sandbox, "GET", "http://127.0.0.1:8080/healthz") == (200, "OK")
 
 
+def graphql(box, query, token=None, headers=None):
+    status, body = http(box, "POST", "http://127.0.0.1:8080/v1/graphql", {"query": query}, token=token, headers=headers)
+    assert status == 200
+    return body
+
+
+def graphql_error(body):
+    return body["errors"][0]["extensions"]["code"], body["errors"][0]["message"]
+
+
+def test_hasura_takes_the_role_from_the_claims_and_applies_its_select_permissions(sandbox):
+    token = login(sandbox)[1]["data"]["tokens"]["access_token"]
+    mine = graphql(sandbox, "{ families { id name } users { id email } }", token)["data"]
+    assert [f["id"] for f in mine["families"]] == [DEMO_FAMILY] and [u["email"] for u in mine["users"]] == ["owner@nself.org"]
+    assert graphql_error(graphql(sandbox, "{ users { id is_active } }", token)) == (
+        "validation-failed", "field 'is_active' not found in type: 'users'")
+    assert graphql_error(graphql(sandbox, "{ registered_devices { id } }", token)) == (
+        "validation-failed", "field 'registered_devices' not found in type: 'query_root'")
+    as_admin = graphql(sandbox, "{ families { id } }", token, headers={"x-hasura-role": "admin"})["data"]
+    assert len(as_admin["families"]) == 2  # admin is one of the allowed roles of auth's tokens
+    assert graphql_error(graphql(sandbox, "{ __typename }", token, headers={"x-hasura-role": "superuser"})) == (
+        "access-denied", "Your requested role is not in allowed roles")
+    # no Authorization header: HASURA_GRAPHQL_UNAUTHORIZED_ROLE=public, which may read no table
+    assert graphql(sandbox, "{ __typename }")["data"] == {"__typename": "query_root"}
+    assert graphql_error(graphql(sandbox, "{ families { id } }"))[0] == "validation-failed"
+
+
+def test_hasura_updates_only_what_the_role_may(sandbox):
+    token = login(sandbox)[1]["data"]["tokens"]["access_token"]
+    me = graphql(sandbox, "{ users { id display_name } }", token)["data"]["users"][0]
+    other = sandbox.psql("SELECT id FROM public.users WHERE email = 'adult@nself.org'")
+    update = 'mutation { update_users_by_pk(pk_columns: {id: "%s"}, _set: {%s: "%s"}) { id display_name } }'
+    try:
+        done = graphql(sandbox, update % (me["id"], "display_name", "Olivia O."), token)["data"]["update_users_by_pk"]
+        assert done == {"id": me["id"], "display_name": "Olivia O."}
+        assert graphql(sandbox, update % (other, "display_name", "x"), token)["data"]["update_users_by_pk"] is None
+        assert graphql_error(graphql(sandbox, update % (me["id"], "email", "x@y.z"), token)) == (
+            "validation-failed", "field 'email' not found in type: 'users_set_input'")
+    finally:
+        sandbox.psql("UPDATE public.users SET display_name = '%s' WHERE id = '%s'" % (me["display_name"], me["id"]))
+    assert sandbox.psql("SELECT display_name FROM public.users WHERE id = '%s'" % other) == "Aaron Adult"
+
+
+@pytest.mark.parametrize("claims,expected", [
+    ("{}", ("jwt-invalid-claims", "claims key: 'https://hasura.io/jwt/claims' not found")),
+    ("{common.HASURA_NS: {'x-hasura-user-id': 'x'}}", ("jwt-missing-role-claims", "JWT claim does not contain x-hasura-allowed-roles")),
+    ("{common.HASURA_NS: {'x-hasura-allowed-roles': ['user'], 'x-hasura-default-role': 'editor'}}",
+     ("access-denied", "Your requested role is not in allowed roles")),
+])
+def test_hasura_refuses_a_token_with_wrong_claims(sandbox, claims, expected):
+    secret = sandbox.env("HASURA_GRAPHQL_JWT_SECRET")
+    code = ("import json, sys, time; from nself_sandbox.apps import common; claims = dict(%s, sub='x', exp=time.time() + 60); "
+            "print(common.jwt_encode(claims, json.loads(sys.argv[1])['key']))" % claims)
+    token = sandbox.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c", code, secret, check=True).stdout.strip()
+    assert graphql_error(graphql(sandbox, "{ __typename }", token)) == expected
+
+
+def test_a_token_auth_signs_without_hasuras_claims_is_refused_by_hasura_alone(healthy):
+    healthy.fault("set", "bad_claims", "auth")
+    token = login(healthy)[1]["data"]["tokens"]["access_token"]
+    assert http(healthy, "GET", "http://127.0.0.1:4000/auth/me", token=token)[0] == 200
+    assert graphql_error(graphql(healthy, "{ __typename }", token))[0] == "jwt-invalid-claims"
+
+
 def test_api_audit_and_upload_write_to_the_object_store(healthy):
     token = login(healthy)[1]["data"]["tokens"]["access_token"]
     assert http(healthy, "GET", "http://127.0.0.1:4001/api/audit", token=token)[0] == 400

@@ -178,11 +178,11 @@ def test_triage_during_a_rotation_restarts_nothing(host):
     """An hourly triage fires while a rotation holds the host and auth is down: it reports the
     maintenance and restarts nothing; the rotation then recreates the services and verifies."""
     before = jwt_key(host)
+    builds = host.calls().count(["build"])
+    host.run("sandbox-fault", "set", "gate", "build")  # the rotation's apply waits in `nself build`
     run = rotate(host, background=True)
-    checkpoint = STATE + "/runs/rotate_jwt.json"
     try:
-        assert wait_for(lambda: "rotate" in (host.read_json(checkpoint) or {}).get("done", {}), timeout=120, interval=0.2)
-        os.kill(run.pid, signal.SIGSTOP)  # a rotation waiting on slow services, held here
+        assert wait_for(lambda: host.calls().count(["build"]) > builds, timeout=120, interval=0.2)
         holder = host.read_json(STATE + "/locks/maintenance.json")
         host.run("sandbox-fault", "set", "kill", "auth")
         assert wait_for(lambda: host.statuses()["auth"] == "exited", timeout=30)
@@ -190,11 +190,24 @@ def test_triage_during_a_rotation_restarts_nothing(host):
         host.triage_observes(holder)
         assert host.statuses()["auth"] == "exited"
     finally:
-        host.run("sandbox-fault", "clear")
-        os.kill(run.pid, signal.SIGCONT)
+        host.run("sandbox-fault", "clear")  # the gate too: the apply goes on
     output = run.communicate()[0]
     assert run.returncode == 0, output[-3000:]
     assert jwt_key(host) != before and accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
+
+
+def test_auth_check_fails_on_a_token_without_hasuras_claims(host):
+    """auth and the api accept a token that auth signs without Hasura's claims; hasura does not, and
+    auth_check says so."""
+    host.run("sandbox-fault", "set", "bad_claims", "auth")
+    try:
+        rc, result, output = host.module("auth_check", {"project_dir": PROJECT, "email": "ops-verify@nself.org",
+                                                        "password": PASSWORD})
+    finally:
+        host.run("sandbox-fault", "clear")
+    assert rc != 0 and result.get("failed"), output[-3000:]
+    assert result["msg"].startswith("auth verification failed: hasura /v1/graphql with the new token (expected data, got "
+                                    "jwt-invalid-claims: claims key: 'https://hasura.io/jwt/claims' not found)"), result["msg"]
 
 
 def fingerprint(key):

@@ -7,9 +7,11 @@ Faults: crash SVC (its main process dies; the restart policy brings it back), ki
 kill: exited 137, not restarted), crash_loop SVC (exits on every start: restarting), pause SVC,
 hang SVC, unhealthy SVC, refuse SVC, stop_fail SVC, stop_postgres, foreign_port SVC (a process
 outside the stack holds the service's published ports), malformed_json (status and health
-print invalid JSON), exhaust_connections, break_nginx [route|syntax], fill_disk [free%],
-delete_bucket BUCKET, storage_credentials, stale_key SVC (hasura, api or auth keep verifying
-with today's JWT key after a rotation), doctor_fail, start_fail, build_compose_fail.
+print invalid JSON), bad_claims auth (its tokens lack Hasura's claims namespace),
+exhaust_connections, break_nginx [route|syntax], fill_disk [free%], delete_bucket BUCKET,
+storage_credentials, stale_key SVC (hasura, api or auth keep verifying with today's JWT key after
+a rotation), doctor_fail, start_fail, build_compose_fail, gate COMMAND (every `nself COMMAND`
+waits there until the gate is cleared: a test's breakpoint in a runbook).
 """
 import json
 import os
@@ -21,9 +23,10 @@ import time
 from . import envfiles, faults, paths, runtime, stack
 from .project import Project
 
-FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail", "malformed_json"}
+FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail", "malformed_json",
+             "bad_claims", "gate"}
 NEEDS_TARGET = {"crash", "kill", "crash_loop", "pause", "foreign_port", "hang", "unhealthy", "refuse", "stop_fail",
-                "delete_bucket", "stale_key"}
+                "delete_bucket", "stale_key", "bad_claims", "gate"}
 FOREIGN_NGINX_CONF = """pid %s/foreign-nginx.pid;
 error_log stderr;
 events {}

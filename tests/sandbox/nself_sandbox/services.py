@@ -86,7 +86,7 @@ def compose_document(variables):
     add("hasura", "hasura/graphql-engine:v2.36.0",
         {"HASURA_GRAPHQL_DATABASE_URL": PG_ENV["DATABASE_URL"],
          "HASURA_GRAPHQL_ADMIN_SECRET": "${HASURA_GRAPHQL_ADMIN_SECRET}",
-         "HASURA_GRAPHQL_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}"},
+         "HASURA_GRAPHQL_JWT_SECRET": "${HASURA_GRAPHQL_JWT_SECRET}", "HASURA_GRAPHQL_UNAUTHORIZED_ROLE": "public"},
         ["CMD", "curl", "-f", "http://localhost:8080/healthz"], ["127.0.0.1:${HASURA_PORT:-8080}:8080"], ["postgres"])
     for custom in custom_services(variables):
         env = dict(APP_ENV, SERVICE_NAME=custom["name"], PORT=custom["port"])

@@ -1,11 +1,48 @@
-"""Hasura GraphQL engine stand-in: /healthz, and /v1/graphql that accepts only admin-secret
-requests or HS256 JWTs signed with the key inside HASURA_GRAPHQL_JWT_SECRET.
+"""Hasura GraphQL engine stand-in: /healthz, and /v1/graphql as Hasura v2 answers it in JWT mode.
+
+The session comes from the admin secret (role admin, or the x-hasura-role asked for), from an HS256
+JWT signed with the key inside HASURA_GRAPHQL_JWT_SECRET whose claims namespace holds
+x-hasura-allowed-roles and x-hasura-default-role (an x-hasura-role header must be one of the allowed
+roles), or, with no Authorization header, from HASURA_GRAPHQL_UNAUTHORIZED_ROLE. A query is a
+selection of tracked tables: `admin` sees every row and column, role `user` the select permissions
+below (its own user, the families it is an active member of, their members), any other role none,
+so a table it may not read is "not found in type: 'query_root'", as Hasura says it. Mutations are
+update_<table>_by_pk under the update permissions (role `user`: its own display_name).
 """
 import json
 import os
+import re
 import sys
 
 from . import common
+
+TABLES = {
+    "users": ("public.users", ["id", "email", "display_name", "is_active"]),
+    "families": ("public.families", ["id", "name"]),
+    "family_members": ("public.family_members", ["id", "family_id", "user_id", "role", "lifecycle_state"]),
+}
+MY_FAMILIES = ("SELECT m.family_id FROM public.family_members m WHERE m.user_id = %(user_id)s "
+               "AND m.lifecycle_state = 'active'")
+# role -> table -> (columns, row filter): the select permissions of the metadata.
+PERMISSIONS = {
+    "user": {
+        "users": (["id", "email", "display_name"], "t.id = %(user_id)s"),
+        "families": (["id", "name"], "t.id IN (" + MY_FAMILIES + ")"),
+        "family_members": (["id", "family_id", "user_id", "role"], "t.family_id IN (" + MY_FAMILIES + ")"),
+    },
+}
+# role -> table -> (columns it may set, row filter): the update permissions of the metadata.
+UPDATES = {"user": {"users": (["display_name"], "t.id = %(user_id)s")}}
+FIELD_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+UPDATE_RE = re.compile(r'^\s*mutation\b[^{]*\{\s*update_([a-z_]+)_by_pk\s*\(\s*pk_columns\s*:\s*\{\s*id\s*:\s*"([^"]*)"\s*\}'
+                       r'\s*,\s*_set\s*:\s*\{([^}]*)\}\s*\)\s*\{([^}]*)\}\s*\}\s*$')
+SET_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*:\s*"([^"]*)"')
+
+
+class GraphQLError(Exception):
+    def __init__(self, code, message, path="$"):
+        super().__init__(message)
+        self.code, self.path = code, path
 
 
 def _jwt_key():
@@ -15,40 +52,133 @@ def _jwt_key():
     return common.verification_key("hasura", config["key"])
 
 
-def _jwt_error(req, code, message):
-    return req.send_json(200, {"errors": [{"extensions": {"path": "$", "code": code}, "message": message}]})
+def _jwt_error(req, code, message, path="$"):
+    return req.send_json(200, {"errors": [{"extensions": {"path": path, "code": code}, "message": message}]})
+
+
+def session(headers):
+    """(role, user id) of a request, or GraphQLError as Hasura words it."""
+    asked = headers.get("x-hasura-role")
+    admin = headers.get("x-hasura-admin-secret")
+    if admin is not None:
+        if admin != os.environ.get("HASURA_GRAPHQL_ADMIN_SECRET"):
+            raise GraphQLError("access-denied", "invalid x-hasura-admin-secret/x-hasura-access-key")
+        return asked or "admin", headers.get("x-hasura-user-id")
+    header = headers.get("Authorization", "")
+    if not header:
+        unauthorized = os.environ.get("HASURA_GRAPHQL_UNAUTHORIZED_ROLE")
+        if not unauthorized:
+            raise GraphQLError("access-denied", "Missing Authorization header in JWT authentication mode")
+        return unauthorized, None
+    if not header.startswith("Bearer "):
+        raise GraphQLError("invalid-headers", "Malformed Authorization header")
+    try:
+        claims = common.jwt_decode(header[7:].strip(), _jwt_key())
+    except common.TokenError as exc:
+        raise GraphQLError("invalid-jwt", "Could not verify JWT: JWTExpired" if exc.code == "expired"
+                           else "Could not verify JWT: JWSError JWSInvalidSignature")
+    namespace = claims.get(common.HASURA_NS)
+    if not isinstance(namespace, dict):
+        raise GraphQLError("jwt-invalid-claims", "claims key: '%s' not found" % common.HASURA_NS)
+    allowed = namespace.get("x-hasura-allowed-roles")
+    default = namespace.get("x-hasura-default-role")
+    if not isinstance(allowed, list):
+        raise GraphQLError("jwt-missing-role-claims", "JWT claim does not contain x-hasura-allowed-roles")
+    if not isinstance(default, str):
+        raise GraphQLError("jwt-missing-role-claims", "JWT claim does not contain x-hasura-default-role")
+    role = asked or default
+    if role not in allowed:
+        raise GraphQLError("access-denied", "Your requested role is not in allowed roles")
+    return role, namespace.get("x-hasura-user-id")
+
+
+def selection(text):
+    """The top-level fields of a query and the sub-fields each selects: [(field, [columns])]."""
+    body = text.strip()
+    if body.startswith(("mutation", "subscription")):
+        raise GraphQLError("validation-failed", "only update_<table>_by_pk mutations exist here", "$")
+    body = body[body.find("{") + 1:body.rfind("}")] if "{" in body else ""
+    fields, position = [], 0
+    while position < len(body):
+        match = FIELD_RE.match(body, position)
+        if not match or not match.group(1):
+            if body[position:].strip():
+                raise GraphQLError("validation-failed", "not a valid graphql query")
+            break
+        name, position, columns = match.group(1), match.end(), []
+        if body[position:position + 1] == "{":
+            end = body.index("}", position)
+            columns = body[position + 1:end].split()
+            position = end + 1
+        fields.append((name, columns))
+    return fields
+
+
+def resolve(role, user_id, fields):
+    data = {}
+    for name, columns in fields:
+        if name == "__typename":
+            data[name] = "query_root"
+            continue
+        path = "$.selectionSet.%s" % name
+        if role == "admin" and name in TABLES:
+            table, permitted = TABLES[name]
+            condition = "true"
+        elif name in PERMISSIONS.get(role, {}):
+            table = TABLES[name][0]
+            permitted, condition = PERMISSIONS[role][name]
+            if user_id is None:
+                raise GraphQLError("not-found", 'missing session variable: "x-hasura-user-id"', path)
+        else:
+            raise GraphQLError("validation-failed", "field '%s' not found in type: 'query_root'" % name, path)
+        for column in columns:
+            if column not in permitted:
+                raise GraphQLError("validation-failed", "field '%s' not found in type: '%s'" % (column, name),
+                                   path + ".selectionSet.%s" % column)
+        wanted = columns or permitted[:1]
+        sql = "SELECT %s FROM %s t WHERE %s ORDER BY 1" % (", ".join("t.%s" % c for c in wanted), table, condition)
+        data[name] = [dict((c, row[c]) for c in wanted) for row in common.query(sql, {"user_id": user_id})]
+    return data
+
+
+def update_by_pk(role, user_id, match):
+    """`mutation { update_<table>_by_pk(pk_columns: {id: "…"}, _set: {col: "…"}) { cols } }`: the row, or
+    null when the role's filter hides it."""
+    name, key, assignments, returned = match.group(1), match.group(2), SET_RE.findall(match.group(3)), match.group(4).split()
+    field = "update_%s_by_pk" % name
+    if role == "admin" and name in TABLES:
+        settable, condition = [c for c in TABLES[name][1] if c != "id"], "true"
+    elif name in UPDATES.get(role, {}):
+        settable, condition = UPDATES[role][name]
+    else:
+        raise GraphQLError("validation-failed", "field '%s' not found in type: 'mutation_root'" % field, "$.selectionSet.%s" % field)
+    for column, _value in assignments:
+        if column not in settable:
+            raise GraphQLError("validation-failed", "field '%s' not found in type: '%s_set_input'" % (column, name),
+                               "$.selectionSet.%s.args._set.%s" % (field, column))
+    visible = TABLES[name][1] if role == "admin" else PERMISSIONS[role][name][0]
+    wanted = [c for c in returned if c in visible] if returned else ["id"]
+    if not assignments or len(wanted) != len(returned or ["id"]):
+        raise GraphQLError("validation-failed", "not a valid update of %s" % name, "$.selectionSet.%s" % field)
+    params = dict(("set_%d" % i, value) for i, (_column, value) in enumerate(assignments))
+    params.update(key=key, user_id=user_id)
+    sql = "UPDATE %s t SET %s WHERE t.id::text = %%(key)s AND %s RETURNING %s" % (
+        TABLES[name][0], ", ".join("%s = %%(set_%d)s" % (c, i) for i, (c, _v) in enumerate(assignments)), condition,
+        ", ".join("t.%s" % c for c in wanted))
+    row = common.query(sql, params, one=True, commit=True)
+    return {field: dict((c, row[c]) for c in wanted) if row else None}
 
 
 def graphql(req):
     body = req.json_body() or {}
     text = str(body.get("query") or "")
-    admin = req.headers.get("x-hasura-admin-secret")
-    user_id = None
-    if admin is not None:
-        if admin != os.environ.get("HASURA_GRAPHQL_ADMIN_SECRET"):
-            return _jwt_error(req, "access-denied", "invalid x-hasura-admin-secret/x-hasura-access-key")
-    else:
-        header = req.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return _jwt_error(req, "access-denied", "Missing Authorization header in JWT authentication mode")
-        try:
-            claims = common.jwt_decode(header[7:].strip(), _jwt_key())
-        except common.TokenError as exc:
-            if exc.code == "expired":
-                return _jwt_error(req, "invalid-jwt", "Could not verify JWT: JWTExpired")
-            return _jwt_error(req, "invalid-jwt", "Could not verify JWT: JWSError JWSInvalidSignature")
-        namespace = claims.get(common.HASURA_NS)
-        if not isinstance(namespace, dict) or "x-hasura-user-id" not in namespace:
-            return _jwt_error(req, "jwt-missing-role-claims", "JWT claim does not contain x-hasura-user-id")
-        user_id = namespace["x-hasura-user-id"]
-    if "families" in text:
-        if user_id is None:
-            rows = common.query("SELECT id, name FROM public.families ORDER BY name")
-        else:
-            rows = common.query("SELECT f.id, f.name FROM public.families f JOIN public.family_members m ON m.family_id = f.id "
-                                "WHERE m.user_id = %s AND m.lifecycle_state = 'active' ORDER BY f.name", (user_id,))
-        return req.send_json(200, {"data": {"families": rows}})
-    return req.send_json(200, {"data": {"__typename": "query_root"}})
+    try:
+        role, user_id = session(req.headers)
+        update = UPDATE_RE.match(text)
+        data = update_by_pk(role, user_id, update) if update else resolve(role, user_id, selection(text))
+    except GraphQLError as exc:
+        return _jwt_error(req, exc.code, str(exc), exc.path)
+    return req.send_json(200, {"data": data})
 
 
 def healthz(req):
