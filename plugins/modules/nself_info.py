@@ -33,7 +33,7 @@ options:
     description:
       - Which facts to collect. V(doctor) runs the full C(nself doctor) diagnosis and can take several seconds.
       - V(ports) names the processes that listen on the host ports a service publishes (its compose C(ports), from
-        the env cascade) while that service is not running (nor paused), such as a distribution nginx on 80/443 or a
+        the env cascade) while that service is exited, created, stopped or dead, such as a distribution nginx on 80/443 or a
         stray container's C(docker-proxy). It implies V(status). The owning process of another user's socket is
         only known with root (become); its user always is.
       - V(database) runs C(SELECT 1) and reads connection use against C(max_connections) with C(psql) inside the postgres
@@ -124,12 +124,12 @@ nself_version:
   sample: 0.9.9
 environment:
   description: The environment C(nself status --json) reports (C(ENV) of the cascade, or C(local)).
-  returned: when O(gather) contains V(status)
+  returned: when O(gather) contains V(status) or V(ports)
   type: str
   sample: prod
 services:
   description: One entry per compose service, in the order nself lists them.
-  returned: when O(gather) contains V(status)
+  returned: when O(gather) contains V(status) or V(ports)
   type: list
   elements: dict
   contains:
@@ -151,18 +151,18 @@ services:
       sample: 25MiB / 7.6GiB
 services_by_name:
   description: RV(services) keyed by service name.
-  returned: when O(gather) contains V(status)
+  returned: when O(gather) contains V(status) or V(ports)
   type: dict
   sample: {"auth": {"name": "auth", "status": "healthy", "cpu": "0.50%", "memory": "25MiB / 7.6GiB"}}
 unhealthy_services:
   description: Names of services whose status is anything but V(healthy).
-  returned: when O(gather) contains V(status)
+  returned: when O(gather) contains V(status) or V(ports)
   type: list
   elements: str
   sample: [minio]
 missing_services:
   description: Names from O(services) that the project does not define.
-  returned: when O(gather) contains V(status)
+  returned: when O(gather) contains V(status) or V(ports)
   type: list
   elements: str
   sample: [scheduler]
@@ -237,7 +237,7 @@ disk:
   type: dict
   sample: {"path": "/opt/nself-family/backend", "free_bytes": 1073741824, "total_bytes": 8589934592, "used_percent": 87}
 port_holders:
-  description: One entry per listener on a host port of a service that is down (restarting, exited, stopped, created...).
+  description: One entry per listener on a host port of a service that is exited, created, stopped or dead.
   returned: when O(gather) contains V(ports)
   type: list
   elements: dict
@@ -296,8 +296,8 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
 
 
-# A container in these states holds its own published ports (a paused one too).
-HOLDS_PORTS = ("healthy", "starting", "unhealthy", "paused")
+# A container in these states runs no process, so whatever listens on its published ports is not its own.
+NOT_RUNNING = ("exited", "created", "stopped", "dead")
 
 
 def project_env(params):
@@ -402,7 +402,7 @@ def gather_facts(cli, gather, wanted_services):
     if "endpoints" in gather:
         result["endpoints"] = probe_all(cli.module.params["endpoints"], cli.module.params["timeout"])
     if "ports" in gather:
-        down = [s["name"] for s in services if s.get("status") not in HOLDS_PORTS]
+        down = [s["name"] for s in services if s.get("status") in NOT_RUNNING]
         result["port_holders"] = ports.port_holders(project_env(cli.module.params), down)
     warnings = cli.warnings + warnings
     result["parse_warnings"] = warnings

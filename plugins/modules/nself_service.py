@@ -16,9 +16,9 @@ description:
   - Brings named services of an nself project, or all of them, to a state and waits until C(nself status --json) shows
     it. nself's exit codes are never trusted (nself 0.9.9 exits 0 when a per-service stop or restart fails, 127 after
     a successful full restart, and 0 when C(start) missed its health threshold); the observed status decides.
-  - Waiting ends early, with the service's last log lines, when a service that was started exits again (it is exited,
-    dead or V(restarting) on two polls in a row after the command; V(restarting) is Docker's restart policy between
-    the exits of a crash loop), rather than after O(timeout). A V(restarting) or V(paused) service is not up, so
+  - Waiting ends early, with the service's last log lines, when a service that was started exits again (it is exited
+    or dead on two polls in a row after the command, or V(restarting), Docker's restart policy between the exits of a
+    crash loop, for 30 s), rather than after O(timeout). A V(restarting) or V(paused) service is not up, so
     V(started) restarts it.
   - V(started) starts only what is not up. For named services that have a container it uses C(nself restart <svc>)
     (nself has no per-service start), and C(nself start) when nothing of the project runs or, after those restarts, for
@@ -119,6 +119,9 @@ DOWN = ("stopped", "exited", "created", "dead")
 # is Docker's restart policy bringing it back between exits (a crash loop).
 FELL_BACK = ("exited", "dead", "restarting")
 POLL_S = 2
+# A dependent may exit a few times while what it needs comes up (hasura while postgres recovers):
+# `restarting` is a crash loop once it has lasted this long.
+LOOP_S = 30
 
 
 def observe(cli, targets):
@@ -135,17 +138,20 @@ def observe(cli, targets):
 def wait_for(cli, targets, wanted, timeout):
     """Poll until every target's status is in wanted. Returns (statuses, seconds waited).
 
-    When services are to run, one that is exited, dead or restarting on two polls in a row after nself
-    started it has started and exited again (compose returns once the container has started; Docker's
-    restart policy keeps a crashing one `restarting`): that fails at once, with its last log lines,
-    instead of after the whole timeout."""
+    When services are to run, one that is exited or dead on two polls in a row after nself started it
+    has started and exited again (compose returns once the container has started), and one that has
+    been `restarting` for LOOP_S is in a crash loop (Docker's restart policy): that fails then, with
+    its last log lines, instead of after the whole timeout."""
     started = time.time()
     fell_before = set()
+    looping_since = {}
     while True:
         statuses = observe(cli, targets)
         if all(status in wanted for status in statuses.values()):
             return statuses, int(time.time() - started)
         fell = set(n for n, s in statuses.items() if s in FELL_BACK) if wanted is not DOWN else set()
+        looping_since = dict((n, looping_since.get(n, time.time())) for n in fell if statuses[n] == "restarting")
+        fell = set(n for n in fell if n not in looping_since or time.time() - looping_since[n] >= LOOP_S)
         if fell & fell_before:
             names = sorted(fell & fell_before)
             looping = [n for n in names if statuses[n] == "restarting"]
@@ -205,14 +211,14 @@ def restart_or_create(services, statuses):
     return ([["restart"] + present] if present else []) + ([["start"]] if len(present) < len(services) else [])
 
 
-def refuse_a_start_that_takes_the_stack_down(cli, targets):
+def refuse_a_start_that_takes_the_stack_down(cli, missing, targets):
     """`nself start` first takes the whole stack down when any container has exited or is only created."""
     _document, services = cli.status()
     exited = [s.get("name") for s in services if s.get("name") not in targets and s.get("status") in ("exited", "created")]
     if exited:
         raise NselfError("%s %s no container, and `nself start` (the only way to create one with the secrets of the env "
                          "cascade) would first take the whole stack down because %s %s exited; bring %s back first"
-                         % (", ".join(targets), "have" if len(targets) > 1 else "has", ", ".join(exited),
+                         % (", ".join(missing), "have" if len(missing) > 1 else "has", ", ".join(exited),
                             "have" if len(exited) > 1 else "has", ", ".join(exited)))
 
 
@@ -243,7 +249,7 @@ def main():
         statuses = observe(cli, targets)
         acting, commands = plan(params["state"], targets, statuses, params["wait_healthy"])
         if targets and ["start"] in commands:
-            refuse_a_start_that_takes_the_stack_down(cli, targets)
+            refuse_a_start_that_takes_the_stack_down(cli, [n for n in acting if statuses[n] == "stopped"], targets)
         if module.check_mode or not commands:
             module.exit_json(changed=bool(acting), services=statuses, acted_on=acting, waited_s=0, commands=cli.commands)
         for argv in commands:

@@ -60,6 +60,16 @@ class Sandbox:
             time.sleep(1)
         raise AssertionError("sandbox not healthy: %s" % self.status())
 
+    def wait_status(self, service, wanted, timeout=30):
+        """The service's status once it is wanted (a crash loop is `running` for a moment between exits)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.status()[service]
+            if status == wanted:
+                return status
+            time.sleep(0.2)
+        return self.status()[service]
+
     def reset(self):
         """Back to a healthy stack with no fault set."""
         self.fault("clear")

@@ -142,7 +142,7 @@ def test_06_start_reports_success_when_health_timeout_passes(healthy):
     healthy.nself("stop")
     proc = healthy.nself("start", "--timeout", "5")
     assert proc.returncode == 0  # 0.9.9: health threshold missed, still rc 0
-    assert healthy.status()["hasura"] == "restarting"  # exits on every start; its restart policy retries
+    assert healthy.wait_status("hasura", "restarting") == "restarting"  # exits on every start; its policy retries
 
 
 # 7. stop

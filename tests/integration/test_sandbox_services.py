@@ -242,8 +242,7 @@ def test_docker_kill_and_stop_are_final_for_the_restart_policy(healthy):
 
 def test_a_crash_loop_is_restarting_until_the_cause_goes(healthy):
     healthy.fault("set", "crash_loop", "auth")
-    time.sleep(1)
-    assert healthy.status()["auth"] == "restarting" and record(healthy, "auth")["restart_count"] >= 1
+    assert healthy.wait_status("auth", "restarting") == "restarting" and record(healthy, "auth")["restart_count"] >= 1
     assert "refuses to start" in healthy.nself("logs", "auth", "--tail", "3").stdout
     healthy.fault("clear", "crash_loop")
     healthy.nself("restart", "auth")
@@ -253,7 +252,8 @@ def test_a_crash_loop_is_restarting_until_the_cause_goes(healthy):
 def test_a_paused_container_is_frozen_whole_and_a_restart_brings_it_back(healthy):
     healthy.fault("set", "pause", "nginx")
     assert healthy.status()["nginx"] == "paused"
-    assert all(line.split()[1].startswith("T") for line in session_processes(healthy, record(healthy, "nginx")["session"]))
+    frozen = session_processes(healthy, record(healthy, "nginx")["session"])
+    assert frozen and all(line.split()[1].startswith("T") for line in frozen)
     healthy.nself("restart", "nginx")
     assert healthy.wait_healthy(60)["nginx"] == "healthy"
 
@@ -282,8 +282,7 @@ def test_restart_deletes_env_runtime_and_a_recreate_then_runs_without_the_secret
         healthy.sh("touch .env")
         healthy.nself("restart")
         assert record(healthy, "auth")["env"]["JWT_SECRET"] == "" and record(healthy, "postgres")["env"]["POSTGRES_PASSWORD"] == ""
-        time.sleep(2)
-        assert healthy.status()["hasura"] == "restarting"  # its JWT secret interpolated empty: it exits on start
+        assert healthy.wait_status("hasura", "restarting") == "restarting"  # its JWT secret is empty: it exits on start
     finally:
         healthy.nself("start")  # writes .env.runtime from the whole cascade, recreating what changed
     assert healthy.wait_healthy(120) and record(healthy, "auth")["env"]["JWT_SECRET"]
@@ -310,7 +309,7 @@ def test_fault_unhealthy_and_refuse(healthy):
     assert json.loads(healthy.nself("health", "service", "auth", "--json").stdout)["status"] in ("unhealthy", "starting")
     healthy.fault("set", "refuse", "api")
     healthy.nself("restart", "api")
-    assert healthy.status()["api"] == "restarting"
+    assert healthy.wait_status("api", "restarting") == "restarting"
     assert "refuses to start" in healthy.nself("logs", "api").stdout
 
 
@@ -332,7 +331,7 @@ def test_fault_break_nginx_and_build_repairs_it(healthy, mode):
         assert http(healthy, "GET", "https://127.0.0.1/api/health", insecure=True)[0] == 502
     else:
         healthy.nself("restart", "nginx")
-        assert healthy.status()["nginx"] == "restarting"
+        assert healthy.wait_status("nginx", "restarting") == "restarting"
     healthy.nself("build")
     healthy.nself("restart", "nginx")
     healthy.wait_healthy()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from . import envfiles, faults, paths, runtime, stack
+from . import faults, paths, runtime, stack
 from .project import Project
 
 FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail", "malformed_json",
@@ -76,15 +76,9 @@ def _reload_nginx(record, timeout=10):
         time.sleep(0.05)
 
 
-def _published_ports(project, service):
-    """Host ports of the service's compose `ports` entries (host_ip:host:container or host:container)."""
-    raw = project.compose()["services"][service].get("ports") or []
-    ports = []
-    for entry in raw:
-        parts = envfiles.interpolate(str(entry), project.vars).split(":")
-        if len(parts) >= 2:
-            ports.append(int(parts[-2]))
-    return ports
+def _published_ports(record):
+    """Host ports of the container's `ports` entries (host_ip:host:container or host:container)."""
+    return [int(str(entry).split(":")[-2]) for entry in record.get("ports") or [] if ":" in str(entry)]
 
 
 def _hold_ports(project, targets):
@@ -93,7 +87,8 @@ def _hold_ports(project, targets):
     do: its container is left exited (128), "port is already allocated"."""
     held = _foreign_pids()
     for service in targets:
-        ports = _published_ports(project, service)
+        record = _running(project, service)
+        ports = _published_ports(record)
         if not ports:
             raise SystemExit("sandbox-fault: %s publishes no port" % service)
         stack.stop_service(project, service)
@@ -112,10 +107,7 @@ def _hold_ports(project, targets):
         _wait_listening(ports)
         with open(paths.FOREIGN_PIDS_FILE, "w", encoding="utf-8") as handle:
             json.dump(held, handle)
-        try:
-            stack.up_service(project, service)
-        except stack.ComposeError:
-            pass  # "port is already allocated": the point of the fault
+        runtime.start(runtime.load(record["name"]))  # `docker start`, refused: "port is already allocated"
 
 
 def _wait_listening(ports, timeout=10):

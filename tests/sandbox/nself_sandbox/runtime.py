@@ -144,6 +144,8 @@ def docker_state(record):
         if record.get("restarting"):
             return "restarting"
         return "paused" if record.get("paused") else "running"
+    if not record.get("shim_pid") and record.get("exit_code") is None and time.time() - record.get("started_ts", 0) < 10:
+        return "running"  # started a moment ago: its shim has not put its pid on record yet
     if record.get("started_at"):
         return "exited"
     return "created"
@@ -185,7 +187,12 @@ def stop(record, timeout=10):
     True if it had to act. A stopped container is not restarted by its policy."""
     if docker_state(record) not in ("running", "restarting", "paused"):
         return False
-    shim_pid = record["shim_pid"]
+    shim_pid, deadline = record.get("shim_pid"), time.time() + 5
+    while not shim_pid and time.time() < deadline:  # started a moment ago: its shim puts its pid on record
+        time.sleep(0.05)
+        shim_pid = (load(record["name"]) or {}).get("shim_pid")
+    if not shim_pid:
+        return False
     signum, grace = services.stop_policy(record["image"])
     try:
         os.kill(shim_pid, signum)
@@ -219,11 +226,22 @@ def kill(record):
 
 
 def pause(record):
-    """Docker pause: freeze every process of the container."""
+    """Docker pause: freeze every process of the container, and return once they all are."""
     signal_session(record.get("session"), signal.SIGSTOP)
+    deadline = time.time() + 5
+    while time.time() < deadline and not all(_stopped(pid) for pid in session_pids(record.get("session"))):
+        time.sleep(0.05)
     latest = load(record["name"]) or record
     latest["paused"] = True
     save(latest)
+
+
+def _stopped(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return True
 
 
 def unpause(record):

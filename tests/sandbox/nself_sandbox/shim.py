@@ -43,11 +43,13 @@ class Shim:
     def __init__(self, container):
         self.container = container
         self.stopping = False
+        self.stop_signal = signal.SIGTERM
         self.child = None
         self.log = open(runtime.log_path(container), "a", buffering=1, encoding="utf-8")
 
     def forward(self, signum, _frame):
         """A stop: deliver the image's stop signal to the service, and never restart it."""
+        self.stop_signal = signum
         self.stopping = True
         child = self.child
         if child is not None and child.poll() is None:
@@ -76,10 +78,14 @@ class Shim:
                "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1",
                "HOME": pwd.getpwnam(user).pw_dir, "NSELF_SERVICE": service}
         env.update(record["env"])
+        if self.stopping:
+            return 0, None
         self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       cwd=cwd, env=env, user=user if user != "root" else None, start_new_session=True)
+        if self.stopping:  # the stop came while it was being launched, before forward() could see it
+            self.child.send_signal(self.stop_signal)
         latest = runtime.load(self.container) or record
-        latest.update(child_pid=self.child.pid, session=self.child.pid)
+        latest.update(child_pid=self.child.pid, session=self.child.pid, restarting=False)
         runtime.save(latest)
         reader = threading.Thread(target=self.pump, args=(self.child,), daemon=True)
         reader.start()
@@ -102,10 +108,13 @@ class Shim:
         while True:
             record = runtime.load(self.container)
             began = time.time()
-            code, start_error = self.run_once(record)
+            try:
+                code, start_error = self.run_once(record)
+            except Exception as exc:  # the daemon could not run it: say why instead of dying silently
+                code, start_error = None, "cannot start %s: %s" % (self.container, exc)
             latest = runtime.load(self.container) or record
             if start_error:
-                code = 128
+                code = 128 if "port is already allocated" in start_error else 127
                 latest["start_error"] = "Error response from daemon: %s" % start_error
             latest.update(exit_code=code, finished_at=runtime.now_iso(), finished_ts=time.time(), child_pid=None)
             count = latest.get("restart_count", 0)
@@ -120,10 +129,11 @@ class Shim:
             while time.time() < deadline and not self.stopping:
                 time.sleep(0.05)
             latest = runtime.load(self.container) or latest
-            latest["restarting"] = False
             if self.stopping:
+                latest["restarting"] = False
                 runtime.save(latest)
                 return code
+            # still `restarting` until the next process is on record, as Docker is until the start completes
             latest.update(started_at=runtime.now_iso(), started_ts=time.time(), finished_at=None, exit_code=None)
             runtime.save(latest)
 

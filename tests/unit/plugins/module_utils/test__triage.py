@@ -106,10 +106,16 @@ def test_a_holder_of_a_running_service_port_is_not_a_conflict():
 
 def test_a_service_docker_keeps_restarting_is_a_crash_loop_with_its_last_log_line():
     result = classify(evidence({"auth": "restarting", "api": "exited"}, logs={"auth": ["FATAL: cannot read JWT_SECRET"]}))
-    assert result["cause"] == "crash_loop" and result["services"] == ["auth"] and result["action"] == "restart"
-    assert result["description"] == "nself restart auth"
+    assert result["cause"] == "crash_loop" and result["services"] == ["auth", "api"] and result["action"] == "restart"
+    assert result["description"] == "nself restart auth api"  # the other service that is down is restarted too
     assert result["evidence"] == ["auth is restarting: it exits on every start and Docker keeps restarting it; its last log "
-                                  "line: FATAL: cannot read JWT_SECRET"]
+                                  "line: FATAL: cannot read JWT_SECRET", "api is exited"]
+
+
+def test_a_listener_on_the_port_of_a_looping_service_is_its_own_not_a_conflict():
+    found = evidence({"nginx": "restarting"})
+    found["port_holders"] = NGINX_HOLDERS  # read between two of its exits: its own process
+    assert classify(found)["cause"] == "crash_loop"
 
 
 def test_a_paused_service_is_down_and_restarted():

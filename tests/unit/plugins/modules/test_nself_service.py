@@ -154,17 +154,37 @@ def test_a_service_seen_exited_once_while_it_comes_up_is_waited_for(run_module, 
     assert result["changed"] and result["services"] == {"api": "healthy"}
 
 
-def test_a_crash_looping_service_fails_at_once_naming_the_loop(run_module, tmp_path):
+@pytest.fixture
+def clock(monkeypatch):
+    """Time that passes only by the module's sleeps."""
+    now = [1000.0]
+    monkeypatch.setattr(nself_service.time, "time", lambda: now[0])
+    monkeypatch.setattr(nself_service.time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    return now
+
+
+def test_a_crash_looping_service_fails_after_30_s_naming_the_loop(run_module, tmp_path, clock):
     """Docker's restart policy keeps a service that exits on every start `restarting`, never `exited`:
-    two polls in a row say so, instead of the whole timeout."""
-    answers = {"status --json": [status(auth="restarting"), status(auth="restarting"), status(auth="restarting")],
+    30 s of it is a crash loop, said then instead of after the whole timeout."""
+    answers = {"status --json": [status(auth="restarting")] * 40,
                "restart auth": (0, "", ""),
                "logs auth --tail 4": (0, "2026-11-30T06:25:11Z [auth        ] FATAL: auth refuses to start\n", "")}
     args = {"project_dir": project(tmp_path), "services": ["auth"], "state": "started", "timeout": 300}
+    started = clock[0]
     result, calls = run_module(nself_service.main, args, answers)
     assert result["failed"] and commands(calls) == ["restart auth", "logs auth --tail 4"]
     assert result["msg"].startswith("auth exited again right after it was started (Docker keeps restarting auth: a crash "
                                     "loop); its log ends: auth: FATAL: auth refuses to start")
+    assert 30 <= clock[0] - started <= 36
+
+
+def test_a_dependent_restarting_for_a_while_is_waited_for(run_module, tmp_path, clock):
+    """hasura exits while postgres recovers and Docker restarts it: that is not a crash loop yet."""
+    answers = {"status --json": [status(hasura="exited")] + [status(hasura="restarting")] * 10 + [status()],
+               "restart hasura": (0, "", "")}
+    args = {"project_dir": project(tmp_path), "services": ["hasura"], "state": "started", "timeout": 300}
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["changed"] and result["services"] == {"hasura": "healthy"}
 
 
 @pytest.mark.parametrize("state", ["restarting", "paused"])
