@@ -21,8 +21,10 @@ from collections import namedtuple
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 VERSION_RE = re.compile(r"(?<![\d.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.]+)?)")
-HEALTH_ENTRY_RE = re.compile(r'\{\s*"service"\s*:\s*"([^"]+)"\s*,\s*"status"\s*:\s*"([^"]+)"')
-STATUS_ENTRY_RE = re.compile(r'\{\s*"name"\s*:\s*"([^"]+)"\s*,\s*"status"\s*:\s*"([^"]+)"')
+# An entry's leading "<key>": "...", "status": "..." pair, readable in a document that is not valid JSON.
+ENTRY_RE = r'\{\s*"%s"\s*:\s*"([^"]+)"\s*,\s*"status"\s*:\s*"([^"]+)"'
+HEALTH_ENTRY_RE = re.compile(ENTRY_RE % "service")
+STATUS_ENTRY_RE = re.compile(ENTRY_RE % "name")
 ENVIRONMENT_RE = re.compile(r'"environment"\s*:\s*"([^"]*)"')
 PROJECT_MARKERS = ("docker-compose.yml", ".env", ".env.dev", ".env.prod", ".env.local")
 MINIMUM_VERSION = (0, 9, 8)

@@ -22,6 +22,9 @@ import os
 import pwd
 
 LISTEN = "0A"
+# Statuses of a container that runs no process, so whatever listens on its published ports is not its own
+# (Docker never restarts a container it could not start, so a taken port leaves it exited).
+NOT_RUNNING = ("exited", "created", "stopped", "dead")
 # service: [(variable, default port)] of the host side of its compose `ports`.
 PUBLISHED = {
     "nginx": [("NGINX_PORT", 80), ("NGINX_SSL_PORT", 443)],

@@ -25,8 +25,6 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _ports as ports
 
 UP = ("healthy", "starting")
 DOWN = ("exited", "stopped", "dead", "created", "removing", "restarting", "paused", "not_found")
-# Not running at all, so holding no port of its own: Docker never restarts a container it could not start.
-NOT_RUNNING = ("exited", "stopped", "dead", "created")
 OOM_RE = re.compile(r"out of memory|heap out of memory|oomkilled|cannot allocate memory|killed process .* oom", re.I)
 NGINX_CONFIG_RE = re.compile(r"\[emerg\]|configuration file .* test failed|unknown directive|host not found in upstream", re.I)
 EXHAUSTED_RE = re.compile(r"too many clients|remaining connection slots are reserved|too many connections", re.I)
@@ -90,7 +88,7 @@ def _classify(evidence, statuses, database):
             database.get("connections"), database.get("max_connections"))]
 
     down = [name for name, status in statuses.items() if status in DOWN]
-    holders = [h for h in evidence.get("port_holders") or [] if statuses.get(h.get("service")) in NOT_RUNNING]
+    holders = [h for h in evidence.get("port_holders") or [] if statuses.get(h.get("service")) in ports.NOT_RUNNING]
     if holders:
         services = sorted(set(h["service"] for h in holders))
         return "port_conflict", services, ["%s is %s" % (name, statuses[name]) for name in services] + ports.describe(holders)

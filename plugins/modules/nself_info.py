@@ -296,10 +296,6 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
 
 
-# A container in these states runs no process, so whatever listens on its published ports is not its own.
-NOT_RUNNING = ("exited", "created", "stopped", "dead")
-
-
 def project_env(params):
     env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
     return nenv.load_cascade(params["project_dir"], env_name)[0]
@@ -402,7 +398,7 @@ def gather_facts(cli, gather, wanted_services):
     if "endpoints" in gather:
         result["endpoints"] = probe_all(cli.module.params["endpoints"], cli.module.params["timeout"])
     if "ports" in gather:
-        down = [s["name"] for s in services if s.get("status") in NOT_RUNNING]
+        down = [s["name"] for s in services if s.get("status") in ports.NOT_RUNNING]
         result["port_holders"] = ports.port_holders(project_env(cli.module.params), down)
     warnings = cli.warnings + warnings
     result["parse_warnings"] = warnings

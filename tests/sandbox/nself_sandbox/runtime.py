@@ -69,15 +69,18 @@ def all_records():
     return [r for r in records if r]
 
 
-def pid_alive(pid):
-    if not pid:
-        return False
+def proc_stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state first, session fourth), or None."""
     try:
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
+        with open("/proc/%s/stat" % pid, encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        return None
+
+
+def pid_alive(pid):
+    fields = proc_stat(pid) if pid else None
+    return bool(fields) and fields[0] not in ("Z", "X")
 
 
 def session_pids(session):
@@ -86,14 +89,8 @@ def session_pids(session):
         return []
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry, encoding="utf-8") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] not in ("Z", "X") and int(fields[3]) == session:
+        fields = proc_stat(entry) if entry.isdigit() else None
+        if fields and fields[0] not in ("Z", "X") and int(fields[3]) == session:
             found.append(int(entry))
     return found
 
@@ -237,11 +234,8 @@ def pause(record):
 
 
 def _stopped(pid):
-    try:
-        with open("/proc/%d/stat" % pid, encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
-    except (OSError, IndexError):
-        return True
+    fields = proc_stat(pid)
+    return not fields or fields[0] in ("T", "t")
 
 
 def unpause(record):
