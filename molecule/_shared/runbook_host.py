@@ -18,12 +18,22 @@ PROJECT = "/opt/nself-family/backend"
 STATE = "/var/lib/nfamily-ops"
 
 
+def layout_vars(group_vars, layout):
+    """The sandbox inventory's variables for a host of layout (tests/sandbox/nself_sandbox/layout.py):
+    the repository's committed layout has no scheduler and no /auth or /api route on the family domain."""
+    if layout == "committed":
+        group_vars = dict(group_vars, nfamily_services=[s for s in group_vars["nfamily_services"] if s != "scheduler"],
+                          nfamily_nginx_routes=[r for r in group_vars["nfamily_nginx_routes"] if r.get("host")])
+    return group_vars
+
+
 class Instance:
-    def __init__(self, name, workdir):
+    def __init__(self, name, workdir, layout="nself"):
         self.name = name
+        self.layout = layout
         self.reports = os.path.join(str(workdir), "reports")
         with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
-            group_vars = yaml.safe_load(handle)
+            group_vars = layout_vars(yaml.safe_load(handle), layout)
         inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: {
             "ansible_connection": "podman_pipelined", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
         self.inventory = os.path.join(str(workdir), "hosts.yml")

@@ -76,6 +76,20 @@ def parse_version(text):
     return match.group(1)
 
 
+# `nself db help` tells the two `db` commands apart; the v0.9.9 tag reports its version as 0.9.8
+# (nself-cli.md §0), so the number alone cannot.
+DB_DIALECTS = [
+    ("0.9.9", re.compile(r"migrate down\s+Rollback last migration")),  # one step; backup FILE into backups/
+    ("0.9.8", re.compile(r"migrate down \[n\]")),  # n steps; backups in _backups/, restore [name|latest]
+]
+
+
+def parse_db_dialect(text):
+    """Which nself `db` command a `nself db help` text belongs to: "0.9.9", "0.9.8", or None."""
+    text = clean_output(text)
+    return next((name for name, pattern in DB_DIALECTS if pattern.search(text)), None)
+
+
 def version_tuple(version):
     return tuple(int(p) for p in re.findall(r"\d+", version.split("-")[0])[:3])
 
@@ -158,6 +172,11 @@ class NselfCLI(object):
             raise NselfError("nself %s is older than %s, which this collection supports; upgrade nself"
                              % (version, ".".join(str(p) for p in MINIMUM_VERSION)), result)
         return version
+
+    def db_dialect(self):
+        """The `db` command this nself has, by its help text (None when it is neither known one)."""
+        result = self.run(["db", "help"])
+        return parse_db_dialect(result.stdout + result.stderr), result
 
     def status(self):
         """Per-service status from `nself status --json` (rc is 0 whatever the health, so parse)."""

@@ -31,7 +31,7 @@ END_MARK = "__nfamily_ops_end__"
 # The tables whose row counts identify an nFamily database (nfamily-backend.md §2.2).
 KEY_TABLES = ["public.users", "public.families", "public.family_members", "public.registered_devices",
               "public.device_pairing_codes", "public.audit_events", "public.media_items",
-              "auth.refresh_tokens", "auth.sessions", "public.schema_migrations"]
+              "auth.refresh_tokens", "auth.sessions", "public.schema_migrations", "public._migrations"]
 
 
 # Row text is rendered the same way wherever a checksum is taken (backup, drill), whatever the server's defaults.

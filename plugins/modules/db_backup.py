@@ -53,7 +53,8 @@ options:
     type: list
     elements: str
     default: [public.users, public.families, public.family_members, public.registered_devices, public.device_pairing_codes,
-              public.audit_events, public.media_items, auth.refresh_tokens, auth.sessions, public.schema_migrations]
+              public.audit_events, public.media_items, auth.refresh_tokens, auth.sessions, public.schema_migrations,
+              public._migrations]
   verify:
     description: V(toc) checks the archive's table of contents; V(full) also decompresses every data block.
     type: str

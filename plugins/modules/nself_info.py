@@ -71,6 +71,11 @@ options:
       body:
         description: Text the body must contain.
         type: str
+      host:
+        description:
+          - The virtual host to ask for (the C(Host) header), for a route nginx serves by name, such as
+            C(api.<domain>) probed at C(https://127.0.0.1/healthz) from the host itself.
+        type: str
       validate_certs:
         description: Check the TLS certificate.
         type: bool
@@ -326,7 +331,7 @@ def probe(endpoint, timeout):
     status, body, error = -1, "", ""
     try:
         response = open_url(endpoint["url"], timeout=timeout, validate_certs=endpoint["validate_certs"],
-                            follow_redirects="none")
+                            follow_redirects="none", headers={"Host": endpoint["host"]} if endpoint["host"] else None)
         status, body = response.getcode(), response.read(65536).decode("utf-8", "replace")
     except HTTPError as exc:
         status, body = exc.code, exc.read(65536).decode("utf-8", "replace") if exc.fp else ""
@@ -418,6 +423,7 @@ def main():
             status=dict(type="list", elements="int", default=[200]),
             json_status=dict(type="str"),
             body=dict(type="str"),
+            host=dict(type="str"),
             validate_certs=dict(type="bool", default=True),
         )),
         timeout=dict(type="int", default=5),

@@ -13,8 +13,11 @@ module: nself_preflight
 short_description: Check an nFamily host before a runbook changes anything
 version_added: 0.1.0
 description:
-  - Checks, in one task, what every runbook needs before its first change - nself is installed and recent enough, the project
+  - Checks, in one task, what every runbook needs before its first change - nself is installed and recent enough and its
+    C(db) command is 0.9.9's, the project
     directory is an nself project, the env cascade of the selected environment is readable, and enough disk space is free.
+  - The C(db) command is recognised by C(nself db help), not by the version number - the v0.9.9 release tag reports itself as
+    0.9.8, while 0.9.8's own C(db) command rolls back C(n) migrations and keeps its backups in C(_backups/).
   - Every problem is collected and reported together, so one run tells the on-call person everything to fix.
   - Reads only; env values are never returned, only the names of the files and how many keys each defines.
 extends_documentation_fragment:
@@ -28,7 +31,7 @@ attributes:
     support: none
 options:
   min_version:
-    description: Oldest nself version the runbook accepts.
+    description: Oldest nself version number the runbook accepts (0.9.8, which the v0.9.9 tag reports).
     type: str
     default: 0.9.8
   require_keys:
@@ -70,6 +73,11 @@ nself_version:
   returned: when nself was found
   type: str
   sample: 0.9.9
+nself_db_dialect:
+  description: Whose C(db) command nself has, by C(nself db help) - V(0.9.9), V(0.9.8), or null when neither.
+  returned: when nself was found
+  type: str
+  sample: 0.9.9
 environment:
   description: The environment nself selects (V(NSELF_ENV), then C(ENV=) in C(.env), then E(ENV), then V(dev)).
   returned: always
@@ -101,6 +109,22 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
+
+
+def check_db_dialect(module, cli, result, problems):
+    """The runbooks drive 0.9.9's `db` command. The v0.9.9 tag reports 0.9.8, and 0.9.8's own `db` differs
+    (`migrate down [n]`, backups in `_backups/`): the help text decides, not the number."""
+    dialect, answer = cli.db_dialect()
+    result["nself_db_dialect"] = dialect
+    version = result["nself_version"]
+    if dialect == "0.9.8":
+        problems.append("nself %s has 0.9.8's `db` command (`nself db help` lists `migrate down [n]`), which the runbooks "
+                        "do not drive; install nself 0.9.9" % version)
+    elif dialect is None and version_tuple(version) <= (0, 9, 9):
+        problems.append("`nself db help` (rc %d) is neither 0.9.9's nor 0.9.8's, so which `db` command nself %s has is "
+                        "unknown; install nself 0.9.9" % (answer.rc, version))
+    elif dialect is None:
+        module.warn("nself %s: `nself db help` is not 0.9.9's; the runbooks were tested with 0.9.9's `db` command" % version)
 
 
 def check_cascade(project_dir, env_name, require_keys, problems):
@@ -149,6 +173,7 @@ def main():
         if version_tuple(result["nself_version"]) < version_tuple(params["min_version"]):
             problems.append("nself %s is older than %s, which this runbook needs; upgrade nself"
                             % (result["nself_version"], params["min_version"]))
+        check_db_dialect(module, cli, result, problems)
     except NselfError as exc:
         problems.append(str(exc))
     project_found = os.path.isdir(params["project_dir"])

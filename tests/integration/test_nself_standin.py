@@ -49,6 +49,25 @@ def test_01_environment_selection_order_and_the_files_beating_the_process_env(sa
     assert json.loads(urls.stdout)["base_domain"] == "prod.example"  # NSELF_ENV picked prod; the file beat the shell
     urls = sandbox.run("env", "TARGET_ENV=dev", "NSELF_ENV=prod", "nself", "urls", "--json", cwd="/tmp/p2")
     assert json.loads(urls.stdout)["base_domain"] == "dev.example"  # TARGET_ENV beats NSELF_ENV
+    urls = sandbox.run("env", "ENV=prod", "nself", "urls", "--json", cwd="/tmp/p2")
+    assert json.loads(urls.stdout)["base_domain"] == "dev.example"  # .env's ENV=staging beat $ENV: no .env.prod read
+
+
+def test_01_the_process_env_then_dev_select_the_cascade_when_dot_env_says_nothing(sandbox):
+    """$ENV picks the environment when no ENV= is in .env; without either it is dev, whose cascade
+    alone reads .env.local. status --json reports ${ENV:-local}."""
+    sandbox.sh("rm -rf /tmp/p3 && mkdir -p /tmp/p3 && cd /tmp/p3 && printf 'PROJECT_NAME=p3\\n' > .env && "
+               "printf 'services:\\n  postgres: {image: \"postgres:15\"}\\n' > docker-compose.yml && "
+               "printf 'BASE_DOMAIN=dev.example\\n' > .env.dev && printf 'BASE_DOMAIN=prod.example\\n' > .env.prod && "
+               "printf 'BASE_DOMAIN=local.example\\n' > .env.local")
+
+    def run(*assignments):
+        urls = sandbox.run("env", "-u", "ENV", *assignments, "nself", "urls", "--json", cwd="/tmp/p3")
+        status = sandbox.run("env", "-u", "ENV", *assignments, "nself", "status", "--json", cwd="/tmp/p3")
+        return json.loads(urls.stdout)["base_domain"], json.loads(status.stdout, strict=False)["environment"]
+
+    assert run("ENV=production") == ("prod.example", "production")
+    assert run() == ("local.example", "local")
 
 
 # 2. Version probe
@@ -56,6 +75,19 @@ def test_02_version(sandbox):
     for args in (["-v"], ["version", "--short"]):
         proc = sandbox.nself(*args)
         assert (proc.returncode, proc.stdout) == (0, "0.9.9\n")
+    assert "nself db migrate down       Rollback last migration" in sandbox.nself("db", "help").stdout
+
+
+def test_02_the_release_tags_report_0_9_8_and_only_v0_9_8_has_its_db_command(sandbox):
+    try:
+        for tag, help_line in (("v0.9.9", "Rollback last migration"), ("v0.9.8", "migrate down [n]        Rollback n migrations")):
+            sandbox.fault("clear", "nself_tag")
+            sandbox.fault("set", "nself_tag", tag)
+            assert sandbox.nself("-v").stdout == "0.9.8\n"
+            assert json.loads(sandbox.nself("version", "--json").stdout)["version"] == "0.9.8"
+            assert help_line in sandbox.nself("db", "help").stdout
+    finally:
+        sandbox.fault("clear", "nself_tag")
 
 
 # 3. status --json
@@ -117,7 +149,11 @@ def test_05_logs_format_and_errors(sandbox):
     assert proc.returncode == 0 and "\x1b[" in proc.stdout
     lines = [line for line in plain(proc.stdout).splitlines() if LOG_LINE.match(line)]
     assert 0 < len(lines) <= 5 and all(LOG_LINE.match(line).group(1) == "postgres    " for line in lines)
-    assert sandbox.nself("logs", "-n", "3", "auth").returncode == 0
+    for option in ("-n", "--tail", "--lines"):
+        proc = sandbox.nself("logs", option, "2", "postgres")
+        assert proc.returncode == 0 and 0 < len([l for l in plain(proc.stdout).splitlines() if LOG_LINE.match(l)]) <= 2
+        assert sandbox.nself("logs", "postgres", option, "x").returncode == 1
+        assert sandbox.nself("logs", "postgres", option).returncode == 1  # no count
     unknown = sandbox.nself("logs", "nosuch")
     assert unknown.returncode == 1 and "Service 'nosuch' not found" in plain(unknown.stderr)
     assert sandbox.nself("logs", "auth", "--tail", "ten").returncode == 1
@@ -198,11 +234,16 @@ def test_09_build_and_check(healthy):
     assert healthy.sh("stat -c %a docker-compose.yml").stdout.strip() == "600"
     check = healthy.nself("build", "--check")  # reads only .env, which holds no secrets on this host
     assert check.returncode == 1 and "Error:" in plain(check.stderr)
-    healthy.sh("cp .env /tmp/env.bak && printf 'POSTGRES_PASSWORD=%s\\nHASURA_GRAPHQL_ADMIN_SECRET=%s\\n' "
-               "0123456789abcdef 0123456789abcdef0123456789abcdef >> .env")
+    healthy.sh("cp .env /tmp/env.bak")
     try:
-        good = healthy.nself("build", "--check")
-        assert good.returncode == 0 and "Security check passed" in plain(good.stdout)
+        for password, secret, rc in (("0123456789abcde", "0123456789abcdef0123456789abcdef", 1),
+                                     ("0123456789abcdef", "0123456789abcdef0123456789abcde", 1),
+                                     ("0123456789abcdef", "0123456789abcdef0123456789abcdef", 0)):  # 16 and 32 pass
+            healthy.sh("cp /tmp/env.bak .env && printf 'POSTGRES_PASSWORD=%s\\nHASURA_GRAPHQL_ADMIN_SECRET=%s\\n' %s %s >> .env"
+                       % ("%s", "%s", password, secret))
+            checked = healthy.nself("build", "--check")
+            assert checked.returncode == rc, (password, secret, checked.stderr)
+        assert "Security check passed — configuration is valid" in plain(checked.stdout)
     finally:
         healthy.sh("cp /tmp/env.bak .env && touch -d '2020-01-01' .env")
     healthy.fault("set", "build_compose_fail")
@@ -280,6 +321,30 @@ def test_13_db_migrate(healthy):
     # the table is back but empty: the fixture's devices are gone until a restore
     assert healthy.psql("SELECT count(*) FROM registered_devices") == "0"
     healthy.sh("psql -q -h /var/run/postgresql -U postgres -d nself_family -v ON_ERROR_STOP=1 -f /tmp/devices.sql")
+
+
+def test_13_db_migrate_create_and_the_edges_of_down(healthy):
+    directory = "hasura/migrations/default"
+    assert healthy.nself("db", "migrate", "create").returncode == 1  # a name is required
+    created = healthy.nself("db", "migrate", "create", "t13_probe")
+    try:
+        assert created.returncode == 0
+        made = healthy.sh("ls -d %s/*_t13_probe" % directory).stdout.split()
+        assert len(made) == 1 and healthy.sh("ls %s" % made[0]).stdout.split() == ["down.sql", "up.sql"]
+        assert healthy.nself("db", "migrate", "up").returncode == 0  # applies the empty probe
+        healthy.sh("rm %s/down.sql" % made[0])
+        missing = healthy.nself("db", "migrate", "down", stdin="y\n")
+        assert missing.returncode == 1  # the highest version has no down.sql
+        healthy.psql("DELETE FROM schema_migrations WHERE name LIKE '%t13_probe'")
+    finally:
+        healthy.sh("rm -rf %s/*_t13_probe" % directory)
+    healthy.sh("mv %s /tmp/t13-migrations" % directory)
+    try:
+        absent = healthy.nself("db", "migrate", "up")
+        assert absent.returncode == 1 and "Migrations directory not found" in plain(absent.stderr)
+    finally:
+        healthy.sh("mv /tmp/t13-migrations %s" % directory)
+    assert healthy.psql("SELECT count(*) FROM schema_migrations") == "13"
 
 
 # 14. missing db subcommands

@@ -231,3 +231,23 @@ def test_a_run_holding_the_host_for_maintenance_keeps_triage_to_observing(host):
     after = host.playbook("api_triage.yml")
     assert after.returncode == 0 and host.statuses()["api"] == "healthy", after.stdout[-3000:]
     assert host.records()[-1]["changed_steps"] == ["remediate"]
+
+
+def test_the_nself_release_is_judged_by_its_db_command_not_its_number(host):
+    """The v0.9.9 release tag reports 0.9.8 and runs the runbook; 0.9.8 itself, whose `db` command
+    differs, is refused by the preflight before the first step."""
+    try:
+        host.run("sandbox-fault", "set", "nself_tag", "v0.9.9")
+        assert host.run("nself", "-v").stdout.strip() == "0.9.8"
+        proc = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        assert effects(host) == STEPS
+        host.sh("rm -rf %s /var/lib/selftest" % STATE)
+        host.run("sandbox-fault", "clear", "nself_tag")
+        host.run("sandbox-fault", "set", "nself_tag", "v0.9.8")
+        refused = playbook(host, "-e", "runbook_confirm=%s" % host.name)
+        assert_failed_with(refused, "selftest failed on %s:" % host.name,
+                           "nself 0.9.8 has 0.9.8's `db` command (`nself db help` lists `migrate down [n]`)", "install nself 0.9.9")
+        assert effects(host) == []
+    finally:
+        host.run("sandbox-fault", "clear", "nself_tag")

@@ -40,13 +40,14 @@ def _unknown_option(command, option):
 # ---------------------------------------------------------------- version
 
 def cmd_version(args):
+    version = faults.reported_version()
     if "--short" in args:
-        ui.out(paths.NSELF_VERSION)
+        ui.out(version)
     elif "--json" in args:
-        ui.out(json.dumps({"version": paths.NSELF_VERSION, "commit": "be69a67", "platform": "linux",
+        ui.out(json.dumps({"version": version, "commit": "be69a67", "platform": "linux",
                            "installPath": "/usr/local/lib/nself"}))
     else:
-        ui.out("nself version %s" % paths.NSELF_VERSION)
+        ui.out("nself version %s" % version)
     return 0
 
 
@@ -118,7 +119,8 @@ def _status_json(project):
             cpu, mem = runtime.stats(record)
         entries.append({"name": service, "status": status, "cpu": cpu, "memory": mem})
     text = json.dumps({"timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                       "environment": project.vars.get("ENV") or "local", "services": entries}, indent=2)
+                       "environment": project.vars.get("ENV") or os.environ.get("ENV") or "local",  # ${ENV:-local}
+                       "services": entries}, indent=2)
     # 0.9.9 builds this document with printf: a missing container's "0%\t0B" keeps its raw tab, and with
     # the malformed_json fault the stats error docker printed lands unescaped in "cpu".
     text = text.replace("\\t", "\t")
@@ -731,7 +733,7 @@ def main(argv=None):
         ui.out("Usage: nself <command> [options]\nCommands: " + " ".join(sorted(COMMANDS)))
         return 0
     if argv[0] in ("-v", "--version"):
-        ui.out(paths.NSELF_VERSION)
+        ui.out(faults.reported_version())
         return 0
     handler = COMMANDS.get(argv[0])
     if handler is None:

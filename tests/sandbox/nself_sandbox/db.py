@@ -11,17 +11,52 @@ import time
 from . import faults, paths, runtime, stack, ui
 from .project import Project
 
-DB_HELP = """Usage: nself db <subcommand>
+DB_HELP = """\
+╔══════════════════════════════════════════════════════════╗
+║ nself db                                                  ║
+║ Database management and utilities                         ║
+╚══════════════════════════════════════════════════════════╝
 
-Subcommands:
-  migrate up|down|status|create <name>
-  seed [file]
-  shell
-  backup [file|list]
-  restore <file>
-  reset
-  hasura console|metadata apply|export|reload
-  help"""
+USAGE:
+  nself db <command> [options]
+
+COMMANDS:
+  migrate <action>    Database migrations (up/down/status/create)
+  seed [options]      Apply seed data
+  shell               Open PostgreSQL shell
+  backup [file]       Create database backup
+  restore <file>      Restore from backup
+  reset               Reset database (dev only)
+  hasura <sub>        Hasura console and metadata (console, metadata apply/export/reload)
+  help                Show this help message
+
+MIGRATION COMMANDS:
+  nself db migrate up         Apply pending migrations
+  nself db migrate down       Rollback last migration
+  nself db migrate status     Show migration status
+  nself db migrate create <name>  Create new migration"""
+# The v0.9.8 tag's `db` (nself-cli.md §4.6): only its help is modelled, for the version gate.
+DB_HELP_098 = """nself db - Database Management (v0.4.4)
+
+USAGE:
+  nself db <command> [options]
+
+COMMANDS:
+  Migrations:
+    migrate status          Show migration status
+    migrate up              Run pending migrations
+    migrate down [n]        Rollback n migrations
+    migrate create <name>   Create new migration
+    migrate fresh           Drop all & re-migrate (local only)
+
+  Interactive:
+    shell [--readonly]      Open PostgreSQL shell
+    query '<sql>'           Execute SQL query
+
+  Backup & Restore:
+    backup [type] [--compress]  Create backup (full, database, schema, data)
+    backup list                 List available backups
+    restore [name]              Restore from backup"""
 
 
 def _prompt(question):
@@ -58,7 +93,7 @@ def cmd_db(args):
     sub = args[0] if args else "help"
     rest = args[1:]
     if sub in ("help", "-h", "--help"):
-        ui.out(DB_HELP)
+        ui.out(DB_HELP_098 if faults.installed_tag() == "v0.9.8" else DB_HELP)
         return 0
     handlers = {"migrate": _migrate, "seed": _seed, "shell": _shell, "backup": _backup,
                 "restore": _restore, "reset": _reset}

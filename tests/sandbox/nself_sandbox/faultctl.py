@@ -11,7 +11,8 @@ print invalid JSON), bad_claims auth (its tokens lack Hasura's claims namespace)
 exhaust_connections, break_nginx [route|syntax], fill_disk [free%], delete_bucket BUCKET,
 storage_credentials, stale_key SVC (hasura, api or auth keep verifying with today's JWT key after
 a rotation), doctor_fail, start_fail, build_compose_fail, gate COMMAND (every `nself COMMAND`
-waits there until the gate is cleared: a test's breakpoint in a runbook).
+waits there until the gate is cleared: a test's breakpoint in a runbook), nself_tag v0.9.9|v0.9.8
+(nself is that release tag: both report 0.9.8; v0.9.8's `nself db help` is 0.9.8's).
 """
 import json
 import os
@@ -24,9 +25,9 @@ from . import faults, paths, runtime, stack
 from .project import Project
 
 FLAG_ONLY = {"unhealthy", "refuse", "stop_fail", "doctor_fail", "start_fail", "build_compose_fail", "malformed_json",
-             "bad_claims", "gate"}
+             "bad_claims", "gate", "nself_tag"}
 NEEDS_TARGET = {"crash", "kill", "crash_loop", "pause", "foreign_port", "hang", "unhealthy", "refuse", "stop_fail",
-                "delete_bucket", "stale_key", "bad_claims", "gate"}
+                "delete_bucket", "stale_key", "bad_claims", "gate", "nself_tag"}
 FOREIGN_NGINX_CONF = """pid %s/foreign-nginx.pid;
 error_log stderr;
 events {}
@@ -157,6 +158,8 @@ def set_fault(name, targets):
     project = _project()
     if name in NEEDS_TARGET and not targets:
         raise SystemExit("sandbox-fault: %s needs a target" % name)
+    if name == "nself_tag" and targets not in (["v0.9.9"], ["v0.9.8"]):
+        raise SystemExit("sandbox-fault: nself_tag is v0.9.9 or v0.9.8")
     if name in ("crash", "crash_loop"):
         if name == "crash_loop":
             faults.set_fault("refuse", targets)
@@ -195,7 +198,7 @@ def set_fault(name, targets):
             conf = conf.replace("events {", "events { this_is_not_a_directive;", 1)
         else:
             conf = conf.replace("server 127.0.0.1:%s;" % "4000", "server 127.0.0.1:4999;").replace(
-                "server 127.0.0.1:4001;", "server 127.0.0.1:4998;")
+                "server 127.0.0.1:4001;", "server 127.0.0.1:4998;").replace("server 127.0.0.1:8080;", "server 127.0.0.1:8999;")
         with open(_nginx_conf(project), "w", encoding="utf-8") as handle:
             handle.write(conf)
         if mode != "syntax" and runtime.docker_state(project.record("nginx")) == "running":

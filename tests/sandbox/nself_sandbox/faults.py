@@ -48,6 +48,17 @@ def active(name, target=None):
     return target in value
 
 
+def installed_tag():
+    """The nself release tag the host has instead of 0.9.9 HEAD (fault nself_tag), or None."""
+    value = load()["faults"].get("nself_tag")
+    return value[0] if isinstance(value, list) and value else None
+
+
+def reported_version():
+    """What `nself -v` prints: the v0.9.9 and v0.9.8 tags both say 0.9.8 (nself-cli.md §0)."""
+    return "0.9.8" if installed_tag() else paths.NSELF_VERSION
+
+
 def bug(name):
     return bool(load()["bugs"].get(name, BUG_DEFAULTS[name]))
 

@@ -1,5 +1,6 @@
-"""PID 1 of the sandbox host: service DNS names, start the stack via `nself start`, reap orphans,
-and stop the stack on SIGTERM (podman stop)."""
+"""PID 1 of the sandbox host: service DNS names, the layout chosen at the first start
+(NFAMILY_SANDBOX_LAYOUT, see layout.py), start the stack via `nself start`, reap orphans, and stop
+the stack on SIGTERM (podman stop)."""
 import os
 import pwd
 import signal
@@ -7,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from . import envfiles, paths
+from . import envfiles, layout, paths, runtime
 
 SERVICE_HOSTS = "postgres hasura auth api minio redis nginx scheduler"
 
@@ -15,7 +16,7 @@ SERVICE_HOSTS = "postgres hasura auth api minio redis nginx scheduler"
 def _hosts(project):
     """Service names, and the public domain as the world's DNS would resolve it for this host."""
     domain = envfiles.load_cascade(project, envfiles.detect_environment(project)).get("BASE_DOMAIN")
-    public = " %s storage.%s" % (domain, domain) if domain else ""
+    public = "".join(" %s%s" % (sub, domain) for sub in ("", "storage.", "api.", "auth.")) if domain else ""
     try:
         with open("/etc/hosts", encoding="utf-8") as handle:
             if SERVICE_HOSTS in handle.read():
@@ -41,10 +42,21 @@ def _data_dir_in_upper_layer():
     open(done, "w").close()
 
 
+def _lay_out(project, wanted):
+    before = layout.current()
+    if layout.apply(project, wanted) == before:
+        return
+    # what the image's provisioning left of a service the new layout does not define
+    for record in runtime.all_records():
+        runtime.remove(record["name"])
+    subprocess.run(["nself", "build"], cwd=project, stdin=subprocess.DEVNULL, stdout=sys.stdout, stderr=sys.stderr, check=True)
+
+
 def main():
     project = os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT)
     _hosts(project)
     _data_dir_in_upper_layer()
+    _lay_out(project, os.environ.get("NFAMILY_SANDBOX_LAYOUT", ""))
     pw = pwd.getpwnam("postgres")
     os.makedirs(paths.PG_SOCKET_DIR, exist_ok=True)
     os.chown(paths.PG_SOCKET_DIR, pw.pw_uid, pw.pw_gid)

@@ -51,13 +51,15 @@ def test_missing_project_fails_before_running_nself(run_module, tmp_path):
 
 
 def serve(routes):
-    """A local HTTP server answering {path: (status, body)}; returns (server, base url)."""
+    """A local HTTP server answering {path: (status, body)}, or {"<Host header> <path>": …} for a virtual
+    host; returns (server, base url)."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            status, body = routes.get(self.path, (404, "not found"))
+            status, body = routes.get("%s %s" % (self.headers.get("Host"), self.path),
+                                      routes.get(self.path, (404, "not found")))
             self.send_response(status)
             self.end_headers()
             self.wfile.write(body.encode())
@@ -71,14 +73,15 @@ def serve(routes):
 
 
 def endpoint(name, url, **extra):
-    spec = {"name": name, "url": url, "status": [200], "json_status": None, "body": None, "validate_certs": True}
+    spec = {"name": name, "url": url, "status": [200], "json_status": None, "body": None, "host": None, "validate_certs": True}
     spec.update(extra)
     return spec
 
 
 def test_endpoints_are_judged_by_status_json_status_and_body():
     server, base = serve({"/ready": (200, '{"status": "not_ready"}'), "/health": (200, "healthy\n"),
-                          "/auth/me": (401, '{"error": "unauthorized"}'), "/down": (503, '{"status": "error"}')})
+                          "/auth/me": (401, '{"error": "unauthorized"}'), "/down": (503, '{"status": "error"}'),
+                          "api.family.test /healthz": (200, "OK")})
     try:
         results = nself_info.probe_all([
             endpoint("ready", base + "/ready", json_status="ready"),
@@ -86,11 +89,14 @@ def test_endpoints_are_judged_by_status_json_status_and_body():
             endpoint("route", base + "/auth/me", status=[200, 401]),
             endpoint("down", base + "/down"),
             endpoint("refused", "http://127.0.0.1:9/"),
+            endpoint("vhost", base + "/healthz", host="api.family.test"),
+            endpoint("no vhost", base + "/healthz"),
         ], timeout=5)
     finally:
         server.shutdown()
     by_name = dict((r["name"], r) for r in results)
-    assert [r["name"] for r in results] == ["ready", "health", "route", "down", "refused"]
+    assert [r["name"] for r in results] == ["ready", "health", "route", "down", "refused", "vhost", "no vhost"]
+    assert by_name["vhost"]["ok"] is True and by_name["no vhost"]["status"] == 404
     assert by_name["ready"]["ok"] is False and by_name["ready"]["detail"] == "not_ready"
     assert by_name["health"]["ok"] is True
     assert by_name["route"]["ok"] is True and by_name["route"]["status"] == 401
