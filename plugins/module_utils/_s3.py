@@ -206,5 +206,22 @@ def bucket_exists(s3, bucket, endpoint):
         raise S3Error("cannot reach the S3 endpoint %s (%s)" % (endpoint, describe(exc)))
 
 
+def require_writable(s3, bucket, prefix, endpoint, probe=True):
+    """Before long work that ends in a write to bucket: the bucket must exist (MinIO and S3 refuse a
+    write into a missing bucket with NoSuchBucket, after the work was done) and, with probe, take a
+    write - an empty object under prefix, put and removed. Raises S3Error naming the bucket."""
+    if not bucket_exists(s3, bucket, endpoint):
+        raise S3Error("bucket %s does not exist at %s; create it (nfamily.ops.minio_bucket) or name an existing one"
+                      % (bucket, endpoint))
+    if probe:
+        key = prefix + ".nfamily-ops-write-probe"
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"")
+            s3.delete_object(Bucket=bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise S3Error("bucket %s at %s does not take a write (%s); check the store's disk and the credentials' "
+                          "policy" % (bucket, endpoint, describe(exc)))
+
+
 def error_code(exc):
     return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""

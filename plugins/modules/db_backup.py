@@ -24,6 +24,9 @@ description:
     is never removed. Other files in O(dest) (for example C(nself db backup)'s C(.sql) files) are never touched.
   - Before the dump, partial files of killed backups that no process holds open any more are removed, so a night whose
     backup was killed or ran out of space never keeps the next one from having room.
+  - With O(offsite), the bucket must exist and take a write (an empty probe object, put and removed) before the dump
+    starts, since MinIO refuses a copy into a missing bucket only after the whole dump was taken; check mode checks
+    that it exists. When the copy fails after the dump all the same, the local backup is kept and the failure says so.
   - This replaces C(nself db backup), which writes uncompressed plain SQL, drops pg_dump's errors and dies without a
     file name on nself 0.9.9.
 extends_documentation_fragment:
@@ -212,6 +215,15 @@ def main():
         if free < required:
             raise bk.BackupError("%s has %s free; the backup needs about %s. Free space, or set required_free"
                                  % (dest, disk.mib(free), disk.mib(required)))
+        s3 = None
+        if params["offsite"]:  # before the dump: a missing or read-only bucket would refuse the copy after it
+            settings = s3lib.settings_from_env(pg.env, params["offsite"])
+            s3 = s3lib.client(settings)
+            try:
+                s3lib.require_writable(s3, params["offsite"]["bucket"], params["offsite"]["prefix"], settings["endpoint_url"],
+                                       probe=not module.check_mode)
+            except s3lib.S3Error as exc:
+                raise s3lib.S3Error("offsite copy: %s. Nothing was dumped" % exc)
         if module.check_mode:
             planned = [{"finished_at": bk.isoformat(now), "file": name}] + bk.catalogue(dest)
             doomed = bk.prune_plan(planned, params["keep_count"], params["keep_days"], now)
@@ -219,9 +231,12 @@ def main():
                              removed_partials=partials, commands=pg.commands)
         files.ensure_dir(dest)
         manifest = bk.take_backup(pg, dest, name, params["key_tables"], params["verify"], params["compress"])
-        if params["offsite"]:
-            s3 = s3lib.client(s3lib.settings_from_env(pg.env, params["offsite"]))
-            manifest["offsite"] = bk.copy_offsite(s3lib, s3, manifest, params["offsite"]["bucket"], params["offsite"]["prefix"])
+        if s3:
+            try:
+                manifest["offsite"] = bk.copy_offsite(s3lib, s3, manifest, params["offsite"]["bucket"], params["offsite"]["prefix"])
+            except s3lib.S3Error as exc:
+                raise s3lib.S3Error("%s. The local backup %s is kept (sha256 %s); copy it again with nfamily.ops.minio_object"
+                                    % (exc, manifest["path"], manifest["sha256"]))
         doomed = bk.prune_plan(bk.catalogue(dest), params["keep_count"], params["keep_days"], bk.utcnow())
         for entry in doomed:
             bk.remove_backup(entry)

@@ -163,6 +163,9 @@ from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresCon
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
 
 UP_STATES = ("healthy", "starting", "unhealthy", "restarting", "running")
+# A server that exits during recovery failed it, even where the restart policy starts it again (it fails
+# the same way each time): `restarting` is not waited out.
+RECOVERING_STATES = tuple(s for s in UP_STATES if s != "restarting")
 RECOVERY_START = "starting point-in-time recovery"
 EVIDENCE = (RECOVERY_START, "recovery stopping", "last completed transaction", "selected new timeline", "archive recovery complete",
             "redo done", "recovery has paused", "FATAL", "PANIC")
@@ -364,7 +367,7 @@ def wait_recovered(recovery, result, check_mode):
                 break
             if params["target_action"] == "pause" and recovery.pg.value("SELECT pg_get_wal_replay_pause_state()") == "paused":
                 break
-        elif recovery.postgres_status() not in UP_STATES:
+        elif recovery.postgres_status() not in RECOVERING_STATES:
             raise pitr.PitrError("postgres stopped during recovery; its log says: %s. The data directory moved aside "
                                  "is untouched (state=rolled_back puts it back)"
                                  % (" | ".join(recovery.log_lines()[-4:]) or why))

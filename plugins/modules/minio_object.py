@@ -134,7 +134,7 @@ def main():
         settings, _env = s3lib.module_settings(params)
         s3 = s3lib.client(settings)
         if not s3lib.bucket_exists(s3, params["bucket"], settings["endpoint_url"]):
-            raise s3lib.S3Error("bucket %s does not exist at %s: check the bucket name and endpoint_url"
+            raise s3lib.S3Error("bucket %s does not exist at %s: nothing was transferred; check the bucket name and endpoint_url"
                                 % (params["bucket"], settings["endpoint_url"]))
         current = stat(s3, params["bucket"], params["key"])
         started = time.time()

@@ -156,6 +156,9 @@ def main():
         s3lib.check_bucket_name(params["bucket"])
         settings, _env = s3lib.module_settings(params)
         s3 = s3lib.client(settings)
+        if not s3lib.bucket_exists(s3, params["bucket"], settings["endpoint_url"]):
+            raise s3lib.S3Error("bucket %s does not exist at %s: nothing was listed or deleted; check the prune policy's bucket"
+                                % (params["bucket"], settings["endpoint_url"]))
         objects = s3lib.list_keys(s3, params["bucket"], params["prefix"])
         now = datetime.datetime.now(datetime.timezone.utc)
         doomed = released(objects, params["prefix"], params["older_than_days"], params["keep_newest"], now)

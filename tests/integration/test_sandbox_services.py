@@ -345,6 +345,55 @@ def test_fault_fill_disk(healthy):
     assert healthy.nself("doctor").returncode == 1
 
 
+S3 = ("import sys, boto3; from nself_sandbox.project import Project; p = Project('/opt/nself-family/backend'); "
+      "c = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', aws_access_key_id=p.vars['MINIO_ROOT_USER'], "
+      "aws_secret_access_key=p.vars['MINIO_ROOT_PASSWORD'], region_name='us-east-1')\n")
+
+
+def s3(box, code):
+    return box.run("env", "PYTHONPATH=/opt/nself-sandbox", "python3", "-c", S3 + code, check=True).stdout.split("\n")
+
+
+def test_the_object_store_refuses_a_write_into_a_missing_bucket_as_minio_does(healthy):
+    """SeaweedFS would create the bucket; MinIO answers NoSuchBucket, for a single put and a multipart upload."""
+    lines = s3(healthy, "import io\nfor call in (lambda: c.put_object(Bucket='no-such-bucket-xyz', Key='a/b', Body=b'x' * 100),\n"
+                        "             lambda: c.upload_fileobj(io.BytesIO(b'x' * 20000000), 'no-such-bucket-xyz', 'a/big')):\n"
+                        "    try:\n        call()\n    except Exception as exc:\n        print(exc.response['Error']['Code'])\n"
+                        "print(sorted(b['Name'] for b in c.list_buckets()['Buckets']))\n"
+                        "c.put_object(Bucket='nf-backups', Key='a/b', Body=b'y' * 3000000)\n"
+                        "print(len(c.get_object(Bucket='nf-backups', Key='a/b')['Body'].read()))")
+    assert lines[:4] == ["NoSuchBucket", "NoSuchBucket", "['nf-backups', 'nself-family-prod']", "3000000"]
+
+
+def test_the_object_store_answers_minios_health_endpoints_from_its_state(healthy):
+    def code(path):
+        return healthy.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+                           "http://127.0.0.1:9000/minio/health/" + path).stdout
+
+    assert (code("live"), code("ready")) == ("200", "200")
+    healthy.fault("set", "fill_disk")  # below 5 % free SeaweedFS turns its volumes read-only
+    try:
+        deadline = time.time() + 60
+        while code("ready") != "503" and time.time() < deadline:
+            time.sleep(2)
+        assert (code("live"), code("ready")) == ("200", "503")
+    finally:
+        healthy.fault("clear", "fill_disk")
+    deadline = time.time() + 60
+    while code("ready") != "200" and time.time() < deadline:
+        time.sleep(2)
+    assert code("ready") == "200"
+    healthy.fault("set", "kill", "minio")
+    assert code("live") == "000"
+
+
+def test_postgres_is_16_with_its_client_tools(healthy):
+    assert healthy.psql("SHOW server_version").startswith("16.")
+    for tool in ("pg_dump", "pg_restore", "psql", "pg_basebackup", "pg_isready"):
+        assert " 16." in healthy.nself("exec", "postgres", tool, "--version").stdout, tool
+    assert healthy.psql("SELECT count(*) FROM pg_available_extensions WHERE name IN ('pgcrypto', 'uuid-ossp')") == "2"
+
+
 def test_fault_delete_bucket_and_storage_credentials(healthy):
     code = ("import sys, boto3; from nself_sandbox.project import Project; p = Project('/opt/nself-family/backend'); "
             "c = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', aws_access_key_id=p.vars['MINIO_ROOT_USER'], "

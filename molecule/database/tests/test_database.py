@@ -233,6 +233,18 @@ def test_a_refused_backup_leaves_the_nightly_schedule_alone(host):
     assert host.records()[-1]["result"] == "success" and host.records()[-1]["artifacts"]
 
 
+def test_an_offsite_copy_into_a_missing_bucket_is_refused_before_the_dump(host):
+    """MinIO refuses a write into a missing bucket only when it comes: the bucket is checked before the
+    dump, not found after it, and nothing is dumped, uploaded or created."""
+    before = host.sh("ls %s" % BACKUPS).stdout.split()
+    proc = host.playbook("db_backup.yml", "-e", json.dumps({"backup_offsite": {"bucket": "no-such-bucket-xyz"}}))
+    assert_failed_with(proc, "db_backup failed on %s:" % host.name, "bucket no-such-bucket-xyz does not exist",
+                       "Nothing was dumped")
+    assert host.sh("ls %s" % BACKUPS).stdout.split() == before
+    rc, result, output = host.module("minio_info", {"project_dir": PROJECT, "buckets": ["no-such-bucket-xyz"]})
+    assert rc == 0 and result["missing_buckets"] == ["no-such-bucket-xyz"], output[-2000:]
+
+
 def test_a_backup_killed_mid_dump_is_cleaned_up_by_the_next_one(host):
     """A killed backup leaves a partial file; the next backup (no flag, no lock break) removes it once
     nothing writes it, abandons the killed run on record, and takes its own."""

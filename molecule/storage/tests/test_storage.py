@@ -213,3 +213,40 @@ def test_a_minio_restart_waits_for_no_one_while_another_run_holds_the_host(host)
         release()
     fixed = recovery(host)
     assert fixed.returncode == 0, fixed.stdout[-3000:]
+
+
+def buckets(box):
+    rc, result, output = box.module("minio_info", {"project_dir": PROJECT})
+    assert rc == 0, output[-2000:]
+    return result
+
+
+def test_minio_info_reads_minios_health_endpoints_and_a_read_only_store_is_not_ready(host):
+    assert buckets(host)["health"] == {"source": "minio", "live": True, "ready": True}
+    host.run("sandbox-fault", "set", "fill_disk")  # SeaweedFS turns its volumes read-only below 5 % free
+    assert wait_for(lambda: buckets(host)["health"] == {"source": "minio", "live": True, "ready": False}, timeout=90, interval=3)
+    host.run("sandbox-fault", "clear", "fill_disk")
+    assert wait_for(lambda: buckets(host)["health"]["ready"], timeout=90, interval=3)
+    host.run("sandbox-fault", "set", "kill", "minio")
+    stopped = buckets(host)
+    assert stopped["reachable"] is False and stopped["health"]["live"] is False and stopped["health"]["ready"] is False
+
+
+def test_a_put_into_a_missing_bucket_fails_fast_and_creates_nothing(host):
+    host.sh("head -c 20000000 /dev/urandom > /tmp/put.bin")  # above the multipart threshold
+    rc, result, _output = host.module("minio_object", {"project_dir": PROJECT, "bucket": "no-such-bucket-xyz", "key": "a/put.bin",
+                                                       "src": "/tmp/put.bin", "mode": "put"})
+    assert rc != 0 and "bucket no-such-bucket-xyz does not exist" in result["msg"] and "nothing was transferred" in result["msg"]
+    raw = host.run("python3", "-c", LIST_SCRIPT.split("pages =")[0] + "\ntry:\n    s3.put_object(Bucket='no-such-bucket-xyz', "
+                   "Key='a/raw.bin', Body=b'x')\nexcept Exception as exc:\n    print(exc.response['Error']['Code'])\n"
+                   "print(sorted(b['Name'] for b in s3.list_buckets()['Buckets']))", workdir=PROJECT)
+    assert raw.stdout.split("\n")[:2] == ["NoSuchBucket", "['nf-backups', 'nself-family-prod']"], raw.stdout + raw.stderr
+
+
+def test_a_prune_policy_on_a_missing_bucket_is_refused_naming_it(host):
+    before = keys(host, BUCKET, "prod/")
+    host.run("sandbox-fault", "set", "fill_disk")
+    policy = json.dumps({"storage_recovery_prune": {"bucket": "no-such-bucket-xyz", "prefix": "prod/", "keep_newest": 1}})
+    proc = recovery(host, "-e", policy, "-e", "storage_recovery_prune_confirm=true")
+    assert_failed_with(proc, "bucket no-such-bucket-xyz does not exist", "nothing was listed or deleted")
+    assert keys(host, BUCKET, "prod/") == before

@@ -698,7 +698,7 @@ def cmd_exec(args):
             sys.stderr.write("the input device is not a TTY\n")
             return 1
         command = ["/bin/sh"]
-    env = {"PATH": "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    env = {"PATH": paths.PG_BIN + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "LANG": "C.UTF-8", "HOME": "/root", "PGHOST": paths.PG_SOCKET_DIR}
     env.update(record["env"])
     env.update(extra_env)

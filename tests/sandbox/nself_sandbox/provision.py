@@ -77,7 +77,7 @@ def write_project(env_name="prod"):
             "BASE_DOMAIN": "local.nself.org", "ENV": "dev", "ADMIN_EMAIL": "ops@nself.org",
             "POSTGRES_ENABLED": "true", "HASURA_ENABLED": "true", "AUTH_ENABLED": "true", "STORAGE_ENABLED": "true",
             "MINIO_ENABLED": "true", "REDIS_ENABLED": "true", "NSELF_ADMIN_ENABLED": "false",
-            "POSTGRES_VERSION": "15", "POSTGRES_PORT": "5432", "POSTGRES_DB": "nself_family", "POSTGRES_USER": "postgres",
+            "POSTGRES_VERSION": "16-alpine", "POSTGRES_PORT": "5432", "POSTGRES_DB": "nself_family", "POSTGRES_USER": "postgres",
             "POSTGRES_PASSWORD": "dev-password-change-me", "POSTGRES_MAX_CONNECTIONS": "50",
             "HASURA_GRAPHQL_ADMIN_SECRET": "dev-admin-secret-change-me",
             "HASURA_GRAPHQL_JWT_SECRET": '{"type":"HS256","key":"dev-jwt-secret-min-32-chars-required!!"}',

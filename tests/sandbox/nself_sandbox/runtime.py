@@ -282,10 +282,6 @@ def probe(record, timeout=3.0):
     if "redis-cli" in joined:
         ok, out = _run_ok(["redis-cli", "--no-auth-warning", "-a", record["env"].get("REDIS_PASSWORD", ""), "ping"], timeout)
         return ok and "PONG" in out, out
-    if "/minio/health/live" in joined:
-        # SeaweedFS has no MinIO health endpoints: probe its S3 port the way the
-        # sandbox can (documented in tests/sandbox/README.md).
-        return _http_ok("http://127.0.0.1:9000/healthz", timeout)
     for word in argv:
         if word.startswith("http://"):
             return _http_ok(word.replace("localhost", "127.0.0.1"), timeout)

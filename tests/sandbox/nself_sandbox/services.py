@@ -72,7 +72,7 @@ def compose_document(variables):
             entry["depends_on"] = depends
         services[name] = entry
 
-    add("postgres", "postgres:${POSTGRES_VERSION:-15}", dict(PG_ENV, POSTGRES_MAX_CONNECTIONS="${POSTGRES_MAX_CONNECTIONS:-100}"),
+    add("postgres", "postgres:${POSTGRES_VERSION:-16-alpine}", dict(PG_ENV, POSTGRES_MAX_CONNECTIONS="${POSTGRES_MAX_CONNECTIONS:-100}"),
         ["CMD-SHELL", "pg_isready -U ${POSTGRES_USER:-postgres}"])
     if enabled(variables, "REDIS_ENABLED", "false"):
         add("redis", "redis:7-alpine", {"REDIS_PASSWORD": "${REDIS_PASSWORD}"},

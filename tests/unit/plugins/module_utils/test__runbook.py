@@ -97,9 +97,8 @@ def end(process):
 def test_run_processes_finds_a_run_by_the_shell_of_its_task():
     child = task("run-77")
     try:
-        assert wait_until(lambda: rb.run_processes("run-77"))
-        found = rb.run_processes("run-77")
-        assert [p["command"] for p in found] == ["sleep 30"]  # what runs below the task's shell
+        # until the shell has started its command, the shell itself is what the run has on the host
+        assert wait_until(lambda: [p["command"] for p in rb.run_processes("run-77")] == ["sleep 30"])  # what runs below it
         assert rb.run_processes("run-7") == [] and rb.run_processes("") == []
     finally:
         end(child)

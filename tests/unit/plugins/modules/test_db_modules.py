@@ -117,3 +117,60 @@ def test_a_restore_failure_blames_the_archive_only_when_it_is_the_archive(error,
     with pytest.raises(db_restore.ArchiveError if blamed else db_restore.PostgresError):
         db_restore.restore_into_scratch(pg, Admin(), {"sha256": "a" * 64, "path": "/b.dump"}, "scratch", 2, "/tmp")
     assert pg.ran[-1][:2] == ["rm", "-f"]  # the archive copy is removed either way
+
+
+class FakeDatabase:
+    env = {"MINIO_ROOT_USER": "minio-user", "MINIO_ROOT_PASSWORD": "minio-secret"}
+    database = "nself_family"
+    commands = []
+
+    def database_size(self):
+        return 0
+
+
+@pytest.fixture
+def offsite_backup(monkeypatch, tmp_path):
+    """db_backup with the database and the object store stood in for: returns the files the dump wrote."""
+    import os
+
+    dumped = []
+
+    def take_backup(pg, dest, name, *rest):
+        path = os.path.join(dest, name)
+        with open(path, "wb") as handle:
+            handle.write(b"dump")
+        dumped.append(path)
+        return {"path": path, "file": name, "sha256": "ab" * 32}
+
+    monkeypatch.setattr(db_backup, "project_database", lambda module: FakeDatabase())
+    monkeypatch.setattr(db_backup.s3lib, "client", lambda settings: object())
+    monkeypatch.setattr(db_backup.bk, "take_backup", take_backup)
+    return dumped
+
+
+def test_an_offsite_bucket_that_does_not_take_a_write_is_refused_before_the_dump(run_module, tmp_path, monkeypatch,
+                                                                                 offsite_backup):
+    def refuse(s3, bucket, prefix, endpoint, probe=True):
+        raise db_backup.s3lib.S3Error("bucket %s does not exist at %s" % (bucket, endpoint))
+
+    monkeypatch.setattr(db_backup.s3lib, "require_writable", refuse)
+    result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump",
+                                         "offsite": {"bucket": "no-such-bucket-xyz"}})[0]
+    assert result["failed"] and "bucket no-such-bucket-xyz does not exist" in result["msg"]
+    assert "Nothing was dumped" in result["msg"] and offsite_backup == []
+
+
+def test_an_offsite_copy_that_fails_after_the_dump_keeps_the_local_backup_and_says_so(run_module, tmp_path, monkeypatch,
+                                                                                      offsite_backup):
+    import os
+
+    def copy_offsite(*args):
+        raise db_backup.s3lib.S3Error("uploading to s3://nf-backups/db/n.dump failed (NoSuchBucket: gone)")
+
+    monkeypatch.setattr(db_backup.s3lib, "require_writable", lambda *args, **kwargs: None)
+    monkeypatch.setattr(db_backup.bk, "copy_offsite", copy_offsite)
+    result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump", "offsite": {"bucket": "nf-backups"}})[0]
+    kept = os.path.join(str(tmp_path), "backups", "n.dump")
+    assert result["failed"] and "NoSuchBucket" in result["msg"]
+    assert "The local backup %s is kept (sha256 %s)" % (kept, "ab" * 32) in result["msg"] and os.path.isfile(kept)
+    assert "minio-secret" not in str(result)
