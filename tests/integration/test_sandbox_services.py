@@ -365,26 +365,11 @@ def test_the_object_store_refuses_a_write_into_a_missing_bucket_as_minio_does(he
     assert lines[:4] == ["NoSuchBucket", "NoSuchBucket", "['nf-backups', 'nself-family-prod']", "3000000"]
 
 
-def test_the_object_store_answers_minios_health_endpoints_from_its_state(healthy):
-    def code(path):
-        return healthy.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
-                           "http://127.0.0.1:9000/minio/health/" + path).stdout
-
-    assert (code("live"), code("ready")) == ("200", "200")
-    healthy.fault("set", "fill_disk")  # below 5 % free SeaweedFS turns its volumes read-only
-    try:
-        deadline = time.time() + 60
-        while code("ready") != "503" and time.time() < deadline:
-            time.sleep(2)
-        assert (code("live"), code("ready")) == ("200", "503")
-    finally:
-        healthy.fault("clear", "fill_disk")
-    deadline = time.time() + 60
-    while code("ready") != "200" and time.time() < deadline:
-        time.sleep(2)
-    assert code("ready") == "200"
-    healthy.fault("set", "kill", "minio")
-    assert code("live") == "000"
+def test_the_object_store_answers_minios_health_endpoints(healthy):
+    """Live and ready while it serves and takes writes; molecule/storage has a read-only and a stopped store."""
+    for path in ("live", "ready"):
+        assert healthy.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+                           "http://127.0.0.1:9000/minio/health/" + path).stdout == "200", path
 
 
 def test_postgres_is_16_with_its_client_tools(healthy):
