@@ -17,6 +17,8 @@ __metaclass__ = type
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections import namedtuple
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
@@ -151,11 +153,11 @@ class NselfCLI(object):
             self.environ["NSELF_ENV"] = environment
         _detach_stdin()
 
-    def run(self, args, answer=None):
-        """Run nself with argv `args` in the project dir. `answer` is the line written to its stdin
+    def run(self, args, answer=None, cwd=None):
+        """Run nself with argv `args` in the project dir (or cwd). `answer` is the line written to its stdin
         (prompts); without it stdin is /dev/null so a prompt fails fast instead of hanging."""
         cmd = [self.binary] + list(args)
-        rc, out, err = self.module.run_command(cmd, cwd=self.project_dir, data=answer, environ_update=self.environ,
+        rc, out, err = self.module.run_command(cmd, cwd=cwd or self.project_dir, data=answer, environ_update=self.environ,
                                                check_rc=False)
         result = NselfResult(cmd=cmd, rc=rc, stdout=clean_output(out), stderr=clean_output(err))
         self.commands.append({"cmd": cmd, "rc": rc})
@@ -174,8 +176,14 @@ class NselfCLI(object):
         return version
 
     def db_dialect(self):
-        """The `db` command this nself has, by its help text (None when it is neither known one)."""
-        result = self.run(["db", "help"])
+        """The `db` command this nself has, by its help text (None when it is neither known one). Asked in an
+        empty directory: 0.9.8's `db` creates its directories (_backups/, nself/...) in the cwd before it
+        reads its arguments, and a probe must not write into the project."""
+        scratch = tempfile.mkdtemp(prefix="nfamily-ops-nself-")
+        try:
+            result = self.run(["db", "help"], cwd=scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return parse_db_dialect(result.stdout + result.stderr), result
 
     def status(self):

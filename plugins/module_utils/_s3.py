@@ -207,20 +207,36 @@ def bucket_exists(s3, bucket, endpoint):
 
 
 def require_writable(s3, bucket, prefix, endpoint, probe=True):
-    """Before long work that ends in a write to bucket: the bucket must exist (MinIO and S3 refuse a
-    write into a missing bucket with NoSuchBucket, after the work was done) and, with probe, take a
-    write - an empty object under prefix, put and removed. Raises S3Error naming the bucket."""
-    if not bucket_exists(s3, bucket, endpoint):
-        raise S3Error("bucket %s does not exist at %s; create it (nfamily.ops.minio_bucket) or name an existing one"
-                      % (bucket, endpoint))
-    if probe:
-        key = prefix + ".nfamily-ops-write-probe"
+    """Before long work that ends in a write to bucket, fail fast unless the bucket takes the write:
+    MinIO and S3 refuse a write into a missing bucket with NoSuchBucket only when it comes. With probe,
+    an empty object under prefix is put (what the work will do, so an add-only key passes) and removed;
+    without (check mode), only the bucket's existence is asked. Raises S3Error naming the bucket;
+    returns warnings (a probe object the key may not remove, a key that may not ask)."""
+    missing = "bucket %s does not exist at %s; create it (nfamily.ops.minio_bucket) or name an existing one" % (bucket, endpoint)
+    if not probe:
         try:
-            s3.put_object(Bucket=bucket, Key=key, Body=b"")
-            s3.delete_object(Bucket=bucket, Key=key)
-        except (BotoCoreError, ClientError) as exc:
-            raise S3Error("bucket %s at %s does not take a write (%s); check the store's disk and the credentials' "
-                          "policy" % (bucket, endpoint, describe(exc)))
+            if not bucket_exists(s3, bucket, endpoint):
+                raise S3Error(missing)
+        except S3Error as exc:
+            if "AccessDenied" not in str(exc) and "403" not in str(exc):
+                raise
+            return ["the credentials may not check bucket %s (%s); the run checks it with a write" % (bucket, exc)]
+        return []
+    key = prefix + ".nfamily-ops-write-probe"
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchBucket":
+            raise S3Error(missing)
+        raise S3Error("bucket %s at %s does not take a write (%s); check the store's disk and the credentials' policy"
+                      % (bucket, endpoint, describe(exc)))
+    except BotoCoreError as exc:
+        raise S3Error("cannot reach the S3 endpoint %s (%s)" % (endpoint, describe(exc)))
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        return ["the write probe s3://%s/%s stays: the credentials may not delete (%s)" % (bucket, key, describe(exc))]
+    return []
 
 
 def error_code(exc):

@@ -24,9 +24,11 @@ description:
     is never removed. Other files in O(dest) (for example C(nself db backup)'s C(.sql) files) are never touched.
   - Before the dump, partial files of killed backups that no process holds open any more are removed, so a night whose
     backup was killed or ran out of space never keeps the next one from having room.
-  - With O(offsite), the bucket must exist and take a write (an empty probe object, put and removed) before the dump
-    starts, since MinIO refuses a copy into a missing bucket only after the whole dump was taken; check mode checks
-    that it exists. When the copy fails after the dump all the same, the local backup is kept and the failure says so.
+  - With O(offsite), the bucket must take a write (an empty probe object under the prefix, put and then removed) before
+    the dump starts, since MinIO refuses a copy into a missing bucket only after the whole dump was taken; check mode
+    asks whether it exists. The copy needs C(s3:PutObject) and C(s3:GetObject)/C(HeadObject) on the prefix; a key that
+    may not delete leaves the probe object, with a warning. When the copy fails after the dump all the same, the local
+    backup is kept and the failure says so.
   - This replaces C(nself db backup), which writes uncompressed plain SQL, drops pg_dump's errors and dies without a
     file name on nself 0.9.9.
 extends_documentation_fragment:
@@ -220,8 +222,9 @@ def main():
             settings = s3lib.settings_from_env(pg.env, params["offsite"])
             s3 = s3lib.client(settings)
             try:
-                s3lib.require_writable(s3, params["offsite"]["bucket"], params["offsite"]["prefix"], settings["endpoint_url"],
-                                       probe=not module.check_mode)
+                for warning in s3lib.require_writable(s3, params["offsite"]["bucket"], params["offsite"]["prefix"],
+                                                      settings["endpoint_url"], probe=not module.check_mode):
+                    module.warn(warning)
             except s3lib.S3Error as exc:
                 raise s3lib.S3Error("offsite copy: %s. Nothing was dumped" % exc)
         if module.check_mode:

@@ -163,12 +163,13 @@ from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresCon
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
 
 UP_STATES = ("healthy", "starting", "unhealthy", "restarting", "running")
-# A server that exits during recovery failed it, even where the restart policy starts it again (it fails
-# the same way each time): `restarting` is not waited out.
-RECOVERING_STATES = tuple(s for s in UP_STATES if s != "restarting")
+# What the postmaster logs when the startup process (the recovery) fails. Under `restart: unless-stopped`
+# Docker starts the server again and it fails the same way each time, while nself's status shows the
+# container's health (`starting`, `unhealthy`) rather than `restarting`: the log tells.
+RECOVERY_FAILED = ("shutting down due to startup process failure",)
 RECOVERY_START = "starting point-in-time recovery"
 EVIDENCE = (RECOVERY_START, "recovery stopping", "last completed transaction", "selected new timeline", "archive recovery complete",
-            "redo done", "recovery has paused", "FATAL", "PANIC")
+            "redo done", "recovery has paused", "FATAL", "PANIC") + RECOVERY_FAILED
 
 
 def argument_spec():
@@ -367,10 +368,11 @@ def wait_recovered(recovery, result, check_mode):
                 break
             if params["target_action"] == "pause" and recovery.pg.value("SELECT pg_get_wal_replay_pause_state()") == "paused":
                 break
-        elif recovery.postgres_status() not in RECOVERING_STATES:
-            raise pitr.PitrError("postgres stopped during recovery; its log says: %s. The data directory moved aside "
-                                 "is untouched (state=rolled_back puts it back)"
-                                 % (" | ".join(recovery.log_lines()[-4:]) or why))
+        else:
+            lines = recovery.log_lines()
+            if recovery.postgres_status() not in UP_STATES or any(m in line for line in lines for m in RECOVERY_FAILED):
+                raise pitr.PitrError("postgres stopped during recovery; its log says: %s. The data directory moved aside "
+                                     "is untouched (state=rolled_back puts it back)" % (" | ".join(lines[-4:]) or why))
         if time.time() > deadline:
             raise pitr.PitrError("recovery did not finish within %d s; it may still be replaying WAL (see nself logs "
                                  "postgres); re-run to keep waiting, or raise the timeout" % params["timeout"])

@@ -75,6 +75,8 @@ options:
         description:
           - The virtual host to ask for (the C(Host) header), for a route nginx serves by name, such as
             C(api.<domain>) probed at C(https://127.0.0.1/healthz) from the host itself.
+          - The certificate is checked against the URL's host, not this one, and no server name is sent for an IP
+            address; probe such a route with C(validate_certs=false).
         type: str
       validate_certs:
         description: Check the TLS certificate.

@@ -121,8 +121,9 @@ def check_db_dialect(module, cli, result, problems):
         problems.append("nself %s has 0.9.8's `db` command (`nself db help` lists `migrate down [n]`), which the runbooks "
                         "do not drive; install nself 0.9.9" % version)
     elif dialect is None and version_tuple(version) <= (0, 9, 9):
+        said = " ".join((answer.stderr or answer.stdout).split())[:200] or "nothing"
         problems.append("`nself db help` (rc %d) is neither 0.9.9's nor 0.9.8's, so which `db` command nself %s has is "
-                        "unknown; install nself 0.9.9" % (answer.rc, version))
+                        "unknown (it said: %s); install nself 0.9.9" % (answer.rc, version, said))
     elif dialect is None:
         module.warn("nself %s: `nself db help` is not 0.9.9's; the runbooks were tested with 0.9.9's `db` command" % version)
 

@@ -43,13 +43,14 @@ def _data_dir_in_upper_layer():
 
 
 def _lay_out(project, wanted):
-    before = layout.current()
-    if layout.apply(project, wanted) == before:
+    _chosen, rebuild = layout.apply(project, wanted)
+    if not rebuild:
         return
     # what the image's provisioning left of a service the new layout does not define
     for record in runtime.all_records():
         runtime.remove(record["name"])
     subprocess.run(["nself", "build"], cwd=project, stdin=subprocess.DEVNULL, stdout=sys.stdout, stderr=sys.stderr, check=True)
+    layout.done()
 
 
 def main():

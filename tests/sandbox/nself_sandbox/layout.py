@@ -8,8 +8,8 @@
   domain (`api.<domain>` is Hasura's), and the migrations are `db/migrations/NNN_name.{up,down}.sql`
   tracked by the repo's runner (`npx tsx db/migrate.ts`) in `public._migrations`.
 
-The choice is made once, before the stack starts, and kept in LAYOUT_FILE: a container restarted
-with another value keeps the layout its data was converted to.
+The choice is made at the first start, before the stack starts, and kept in LAYOUT_FILE: a container
+restarted with another value keeps the layout its data was converted to.
 """
 import os
 import pwd
@@ -25,16 +25,19 @@ NSELF_MIGRATIONS = os.path.join("hasura", "migrations", "default")
 REPO_MIGRATIONS = os.path.join("db", "migrations")
 
 # schema_migrations' rows become the runner's, in version order: `1770000000010_notifications` -> `010_notifications`.
-TO_REPO_TRACKING = """CREATE TABLE public._migrations (id SERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL,
- applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
-
-INSERT INTO public._migrations (name, applied_at)
- SELECT lpad((version % 1000)::text, 3, '0') || substr(name, strpos(name, '_')), applied_at
- FROM public.schema_migrations ORDER BY version;
-
-DROP TABLE public.schema_migrations;
+TO_REPO_TRACKING = """DO $$ BEGIN
+IF to_regclass('public.schema_migrations') IS NOT NULL THEN
+ CREATE TABLE IF NOT EXISTS public._migrations (id SERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL,
+  applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+ INSERT INTO public._migrations (name, applied_at)
+  SELECT lpad((version % 1000)::text, 3, '0') || substr(name, strpos(name, '_')), applied_at
+  FROM public.schema_migrations ORDER BY version ON CONFLICT (name) DO NOTHING;
+ DROP TABLE public.schema_migrations;
+END IF;
+END $$;
 
 """
+DONE_FILE = LAYOUT_FILE + ".done"
 
 
 def current():
@@ -47,18 +50,25 @@ def current():
 
 
 def apply(project_dir, wanted):
-    """Lay the project out as `wanted` (once; the stack must be down). Returns the layout in force."""
-    if os.path.exists(LAYOUT_FILE) or wanted in ("", "nself"):
-        return current()
-    if wanted not in LAYOUTS:
-        raise SystemExit("NFAMILY_SANDBOX_LAYOUT must be one of %s, not %r" % (", ".join(LAYOUTS), wanted))
+    """Lay the project out as `wanted` (the stack must be down). Returns (layout in force, whether the
+    stack must be rebuilt). Every step is idempotent and the layout counts as laid out only once
+    done() is called after the rebuild, so a start killed half-way finishes on the next one."""
+    chosen = current() if os.path.exists(LAYOUT_FILE) else (wanted or "nself")
+    if chosen not in LAYOUTS:
+        raise SystemExit("NFAMILY_SANDBOX_LAYOUT must be one of %s, not %r" % (", ".join(LAYOUTS), chosen))
+    if chosen == "nself" or os.path.exists(DONE_FILE):
+        return chosen, False
+    os.makedirs(paths.STATE_DIR, exist_ok=True)
+    with open(LAYOUT_FILE, "w", encoding="utf-8") as handle:  # `nself build` reads it for nginx
+        handle.write(chosen + "\n")
     _drop_scheduler(project_dir)
     _move_migrations(project_dir)
     _convert_tracking(project_dir)
-    os.makedirs(paths.STATE_DIR, exist_ok=True)
-    with open(LAYOUT_FILE, "w", encoding="utf-8") as handle:
-        handle.write(wanted + "\n")
-    return wanted
+    return chosen, True
+
+
+def done():
+    open(DONE_FILE, "w").close()
 
 
 def _drop_scheduler(project_dir):
@@ -71,6 +81,8 @@ def _drop_scheduler(project_dir):
 def _move_migrations(project_dir):
     source = os.path.join(project_dir, NSELF_MIGRATIONS)
     target = os.path.join(project_dir, REPO_MIGRATIONS)
+    if not os.path.isdir(source):  # moved by an earlier start
+        return
     os.makedirs(target, exist_ok=True)
     for entry in sorted(os.listdir(source)):
         version, name = re.match(r"^(\d+)_(.+)$", entry).groups()

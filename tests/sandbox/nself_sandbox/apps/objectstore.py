@@ -87,6 +87,8 @@ def bucket_exists(bucket):
 
 
 class Front(socketserver.StreamRequestHandler):
+    timeout = 600  # a client silent this long (a half-open connection) frees its thread
+
     def handle(self):
         head = self.read_head()
         if not head:
@@ -96,8 +98,6 @@ class Front(socketserver.StreamRequestHandler):
             method, target, _version = request_line.split(" ", 2)
         except ValueError:
             return
-        headers = dict((k.strip().lower(), v.strip()) for k, _s, v in
-                       (line.partition(":") for line in header_text.split("\r\n") if line))
         path = urllib.parse.urlsplit(target).path
         if path in ("/minio/health/live", "/minio/health/ready"):
             ok = backend_serves() and (path.endswith("live") or can_write_and_read())
@@ -105,9 +105,8 @@ class Front(socketserver.StreamRequestHandler):
             return
         bucket, _slash, key = urllib.parse.unquote(path).lstrip("/").partition("/")
         if method in ("PUT", "POST") and bucket and key and not bucket_exists(bucket):
-            if "100-continue" not in headers.get("expect", "").lower():
-                self.drain(int(headers.get("content-length") or 0))
             self.answer(404, no_such_bucket(bucket, key, path), False, "application/xml")
+            self.linger()
             return
         self.proxy(request_line, header_text)
 
@@ -121,12 +120,17 @@ class Front(socketserver.StreamRequestHandler):
                 return b"".join(lines).rstrip(b"\r\n")
             lines.append(line)
 
-    def drain(self, length):
-        while length > 0:
-            data = self.rfile.read(min(length, CHUNK))
-            if not data:
-                return
-            length -= len(data)
+    def linger(self):
+        """Close after an answer given before the request body was read: read what the client still sends
+        (a body of any length or encoding, or one sent after Expect: 100-continue timed out), so that closing
+        does not reset the connection before the client has read the answer."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(2)
+            while self.rfile.read1(CHUNK):
+                pass
+        except OSError:
+            pass
 
     def answer(self, status, body, head_only, content_type="text/plain"):
         reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
@@ -143,20 +147,24 @@ class Front(socketserver.StreamRequestHandler):
             backend = socket.create_connection(BACKEND, timeout=300)
         except OSError:
             self.answer(503, b"", False)
+            self.linger()
             return
-        with backend:
+        try:
             backend.sendall(("\r\n".join([request_line] + kept + ["Connection: close", "", ""])).encode("latin-1"))
-            upstream = threading.Thread(target=self.copy_request_body, args=(backend,), daemon=True)
-            upstream.start()
+            threading.Thread(target=self.copy_request_body, args=(backend,), daemon=True).start()
             while True:
                 data = backend.recv(CHUNK)
                 if not data:
                     break
                 self.connection.sendall(data)
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass
+            pass  # the client or SeaweedFS went away: both ends are closed below
+        finally:
+            backend.close()
+            try:  # also ends copy_request_body, which may wait on the client
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def copy_request_body(self, backend):
         try:

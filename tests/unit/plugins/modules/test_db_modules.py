@@ -167,7 +167,7 @@ def test_an_offsite_copy_that_fails_after_the_dump_keeps_the_local_backup_and_sa
     def copy_offsite(*args):
         raise db_backup.s3lib.S3Error("uploading to s3://nf-backups/db/n.dump failed (NoSuchBucket: gone)")
 
-    monkeypatch.setattr(db_backup.s3lib, "require_writable", lambda *args, **kwargs: None)
+    monkeypatch.setattr(db_backup.s3lib, "require_writable", lambda *args, **kwargs: [])
     monkeypatch.setattr(db_backup.bk, "copy_offsite", copy_offsite)
     result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump", "offsite": {"bucket": "nf-backups"}})[0]
     kept = os.path.join(str(tmp_path), "backups", "n.dump")

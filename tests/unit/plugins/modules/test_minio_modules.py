@@ -106,3 +106,50 @@ def test_minio_info_reads_minio_health_endpoints_when_the_server_has_them(run_mo
     assert result["health"] == {"source": "minio", "live": True, "ready": False}
     assert result["reachable"] is True and result["credentials_accepted"] is False
     assert "sk-not-shown" not in str(result)
+
+
+class FakeS3:
+    """An S3 client whose calls answer from a script: {operation: error code or None}."""
+
+    def __init__(self, **errors):
+        self.errors, self.calls = errors, []
+
+    def _call(self, operation, **kwargs):
+        from botocore.exceptions import ClientError
+        self.calls.append((operation, kwargs.get("Key")))
+        code = self.errors.get(operation)
+        if code:
+            raise ClientError({"Error": {"Code": code, "Message": code}}, operation)
+        return {}
+
+    def put_object(self, **kwargs):
+        return self._call("PutObject", **kwargs)
+
+    def delete_object(self, **kwargs):
+        return self._call("DeleteObject", **kwargs)
+
+    def head_bucket(self, **kwargs):
+        return self._call("HeadBucket", **kwargs)
+
+
+def test_the_write_probe_is_what_the_copy_does_and_a_missing_bucket_is_named():
+    endpoint = "http://127.0.0.1:9000"
+    ok = FakeS3()
+    assert s3lib.require_writable(ok, "nf-backups", "db/", endpoint) == []
+    assert ok.calls == [("PutObject", "db/.nfamily-ops-write-probe"), ("DeleteObject", "db/.nfamily-ops-write-probe")]
+    with pytest.raises(s3lib.S3Error, match="bucket gone does not exist at http://127.0.0.1:9000"):
+        s3lib.require_writable(FakeS3(PutObject="NoSuchBucket"), "gone", "db/", endpoint)
+    with pytest.raises(s3lib.S3Error, match="does not take a write .XMinioStorageFull"):
+        s3lib.require_writable(FakeS3(PutObject="XMinioStorageFull"), "nf-backups", "db/", endpoint)
+    add_only = s3lib.require_writable(FakeS3(DeleteObject="AccessDenied"), "nf-backups", "db/", endpoint)
+    assert len(add_only) == 1 and "stays: the credentials may not delete" in add_only[0]
+
+
+def test_check_mode_asks_whether_the_bucket_exists_and_writes_nothing():
+    endpoint = "http://127.0.0.1:9000"
+    ok = FakeS3()
+    assert s3lib.require_writable(ok, "nf-backups", "db/", endpoint, probe=False) == [] and ok.calls == [("HeadBucket", None)]
+    with pytest.raises(s3lib.S3Error, match="bucket gone does not exist"):
+        s3lib.require_writable(FakeS3(HeadBucket="404"), "gone", "db/", endpoint, probe=False)
+    denied = s3lib.require_writable(FakeS3(HeadBucket="AccessDenied"), "nf-backups", "db/", endpoint, probe=False)
+    assert len(denied) == 1 and "the run checks it with a write" in denied[0]

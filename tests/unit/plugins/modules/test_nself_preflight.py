@@ -64,5 +64,13 @@ def test_an_unknown_db_command_is_refused_up_to_0_9_9_and_a_warning_after(run_mo
     odd = (1, "", "nself: db: command not found\n")
     old = run_module(nself_preflight.main, {"project_dir": project(tmp_path)}, {"-v": (0, "0.9.9\n", ""), "db help": odd})[0]
     assert old["failed"] and "`nself db help` (rc 1) is neither 0.9.9's nor 0.9.8's" in old["msg"]
+    assert "it said: nself: db: command not found" in old["msg"]
     new = run_module(nself_preflight.main, {"project_dir": project(tmp_path)}, {"-v": (0, "0.10.0\n", ""), "db help": odd})[0]
     assert not new["failed"] and new["nself_db_dialect"] is None
+
+
+def test_the_db_help_probe_runs_outside_the_project(run_module, tmp_path):
+    """0.9.8's `db` makes its directories in the cwd before it reads `help`: the probe must not run in the project."""
+    result, calls = run_module(nself_preflight.main, {"project_dir": project(tmp_path)}, {"-v": (0, "0.9.9\n", ""), "db help": HELP_099})
+    probe = [c for c in calls if c["cmd"][1:] == ["db", "help"]][0]
+    assert not result["failed"] and probe["kwargs"]["cwd"] != str(tmp_path)
