@@ -237,7 +237,7 @@ def test_a_put_into_a_missing_bucket_fails_fast_and_creates_nothing(host):
     rc, result, _output = host.module("minio_object", {"project_dir": PROJECT, "bucket": "no-such-bucket-xyz", "key": "a/put.bin",
                                                        "src": "/tmp/put.bin", "mode": "put"})
     assert rc != 0 and "bucket no-such-bucket-xyz does not exist" in result["msg"] and "nothing was transferred" in result["msg"]
-    raw = host.run("python3", "-c", LIST_SCRIPT.split("pages =")[0] + "\ntry:\n    s3.put_object(Bucket='no-such-bucket-xyz', "
+    raw = host.run("python3", "-c", LIST_SCRIPT.split("pages =", maxsplit=1)[0] + "\ntry:\n    s3.put_object(Bucket='no-such-bucket-xyz', "
                    "Key='a/raw.bin', Body=b'x')\nexcept Exception as exc:\n    print(exc.response['Error']['Code'])\n"
                    "print(sorted(b['Name'] for b in s3.list_buckets()['Buckets']))", workdir=PROJECT)
     assert raw.stdout.split("\n")[:2] == ["NoSuchBucket", "['nf-backups', 'nself-family-prod']"], raw.stdout + raw.stderr
