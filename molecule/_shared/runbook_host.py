@@ -28,17 +28,46 @@ def layout_vars(group_vars, layout):
 
 
 class Instance:
-    def __init__(self, name, workdir, layout="nself"):
+    """One sandbox instance and an inventory that reaches it: by podman exec as root, or with ssh_user
+    as production is reached (over SSH as that user, with become unless become=False)."""
+
+    def __init__(self, name, workdir, layout="nself", ssh_user=None, become=True):
         self.name = name
         self.layout = layout
-        self.reports = os.path.join(str(workdir), "reports")
+        self.workdir = str(workdir)
+        self.reports = os.path.join(self.workdir, "reports")
         with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
             group_vars = layout_vars(yaml.safe_load(handle), layout)
-        inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: {
-            "ansible_connection": "podman_pipelined", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
-        self.inventory = os.path.join(str(workdir), "hosts.yml")
+        host_vars = self.ssh_vars(ssh_user, become) if ssh_user else {"ansible_connection": "podman_pipelined"}
+        host_vars["ansible_python_interpreter"] = "/usr/bin/python3"
+        self.host_vars = host_vars
+        inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: host_vars}}}}}}}
+        self.inventory = os.path.join(self.workdir, "hosts.yml")
         with open(self.inventory, "w", encoding="utf-8") as handle:
             yaml.safe_dump(inventory, handle)
+
+    def ssh_vars(self, user, become):
+        """The instance as inventories/prod reaches a host: SSH (its port 22 is published on the loopback
+        address) as user with a key of this test run, the host key pinned in a known_hosts of its own, and
+        become through sudo. The key goes into the user's authorized_keys as provisioning would put it."""
+        key = os.path.join(self.workdir, "id_ed25519")
+        if not os.path.exists(key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nfamily-ops-test", "-f", key], check=True)
+        with open(key + ".pub", encoding="utf-8") as handle:
+            public = handle.read().strip()
+        home = "/home/%s/.ssh" % user
+        self.sh("install -d -m 0700 -o {u} -g {u} {h} && printf '%s\n' '{k}' > {h}/authorized_keys && "
+                "chown {u}:{u} {h}/authorized_keys && chmod 0600 {h}/authorized_keys".format(u=user, h=home, k=public))
+        published = subprocess.run(["podman", "port", self.name, "22/tcp"], capture_output=True, text=True, check=True).stdout
+        address, port = published.split()[0].rsplit(":", 1)
+        host_key = self.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+        known_hosts = os.path.join(self.workdir, "known_hosts")
+        with open(known_hosts, "w", encoding="utf-8") as handle:
+            handle.write("[%s]:%s %s\n" % (address, port, " ".join(host_key)))
+        return {"ansible_connection": "ssh", "ansible_host": address, "ansible_port": int(port), "ansible_user": user,
+                "ansible_ssh_private_key_file": key, "ansible_become": become,
+                "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+                                           % known_hosts}
 
     def run(self, *argv, workdir=None):
         cmd = ["podman", "exec", "-i"] + (["-w", workdir] if workdir else []) + [self.name] + list(argv)
@@ -57,7 +86,19 @@ class Instance:
         return proc.stdout.strip()
 
     def statuses(self):
-        return {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout, strict=False)["services"]}
+        """Each service's status as the collection reads it (nself_info): nself's word, or the container's
+        state where nself calls a container that does not run unhealthy (it reads Docker's health first)."""
+        words = {s["name"]: s["status"] for s in json.loads(self.nself("status", "--json").stdout, strict=False)["services"]}
+        states = self.states() if "unhealthy" in words.values() else {}
+        return {name: states[name] if word == "unhealthy" and states.get(name, "running") != "running" else word
+                for name, word in words.items()}
+
+    def states(self):
+        """Docker's State.Status of each service's container, from `docker inspect`."""
+        listing = self.run("ls", "/var/lib/nself-sandbox/containers").stdout.split()
+        names = [n[:-len(".json")] for n in listing if n.endswith(".json")]
+        documents = json.loads(self.run("docker", "inspect", *names).stdout) if names else []
+        return {d["Config"]["Labels"]["com.docker.compose.service"]: d["State"]["Status"] for d in documents}
 
     def read_json(self, path):
         proc = self.run("cat", path)

@@ -29,9 +29,15 @@ LEGACY_PARTIAL_PREFIX = ".partial."  # base backups' partial files before 2026-1
 
 
 def ensure_dir(path, mode=0o700):
-    """Create path (and parents) with mode when missing."""
+    """Create path, and each missing parent, with mode (os.makedirs gives the parents the umask's mode,
+    so /var/lib/nfamily-ops made on the way to its locks/ would be world-readable)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        ensure_dir(parent, mode)
     try:
-        os.makedirs(path, mode)
+        os.mkdir(path, mode)
     except OSError as exc:
         if exc.errno != errno.EEXIST or not os.path.isdir(path):
             raise
@@ -73,12 +79,16 @@ def write_json(path, data, mode=0o600):
 
 
 def backup_copy(path, now):
-    """Copy path to `<path>.<UTC time>.bak` (0600, never overwriting an older backup) and return that path."""
+    """Copy path to `<path>.<UTC time>.bak` (0600 and the owner of path, never overwriting an older backup)
+    and return that path. Run as root through become, the copy of the project owner's file stays theirs."""
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     backup = "%s.%s.bak" % (path, stamp)
     while os.path.exists(backup):
         backup = "%s.%s-%d.bak" % (path, stamp, int(time.time() * 1000) % 1000)
     fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    owner = os.stat(path)
+    if os.geteuid() == 0:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
     with open(path, "rb") as source, os.fdopen(fd, "wb") as target:
         shutil.copyfileobj(source, target)
         target.flush()

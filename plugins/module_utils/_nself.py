@@ -21,6 +21,8 @@ import shutil
 import tempfile
 from collections import namedtuple
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 VERSION_RE = re.compile(r"(?<![\d.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.]+)?)")
 # An entry's leading "<key>": "...", "status": "..." pair, readable in a document that is not valid JSON.
@@ -131,6 +133,17 @@ def parse_status(text):
         return data, "nself status --json printed invalid JSON (%s); used its name/status pairs" % str(exc)[:80]
 
 
+def parse_container_states(text):
+    """`docker inspect <container>...` (a JSON list, printed for the containers found even when others are
+    missing) as {container name: {state, restart_count, exit_code}}."""
+    states = {}
+    for document in json.loads(text):
+        state = document.get("State") or {}
+        states[(document.get("Name") or "").lstrip("/")] = {
+            "state": state.get("Status"), "restart_count": document.get("RestartCount", 0), "exit_code": state.get("ExitCode")}
+    return states
+
+
 class NselfCLI(object):
     """One nself project on the managed host."""
 
@@ -194,9 +207,43 @@ class NselfCLI(object):
         except ValueError:
             raise NselfError("`nself status --json` gave no service list (rc %d): %s"
                              % (result.rc, (result.stderr or result.stdout)[:300]), result)
-        if warning and warning not in self.warnings:
-            self.warnings.append(warning)
+        if warning:
+            self._warn(warning)
+        self._tell_stopped_from_unhealthy(data["services"])
         return data, data["services"]
+
+    def _tell_stopped_from_unhealthy(self, services):
+        """nself's status reads Docker's health before the state, and Docker marks a container's health
+        `unhealthy` when it stops, pauses or waits between restarts. So an `unhealthy` service may not run at
+        all: ask Docker, and report its state (exited, restarting, paused...) instead, keeping nself's word
+        in `reported_status`."""
+        suspects = [s for s in services if s.get("status") == "unhealthy" and s.get("name")]
+        if not suspects:
+            return
+        prefix = nenv.project_name(self.project_dir, nenv.load_cascade(self.project_dir, self.env_name())[0])
+        names = dict(("%s_%s" % (prefix, s["name"].replace("-", "_")), s) for s in suspects)
+        docker = self.module.get_bin_path("docker")
+        if not docker:
+            return self._warn("docker is not on PATH, so %s may be stopped rather than unhealthy (nself says unhealthy "
+                              "for both)" % ", ".join(sorted(s["name"] for s in suspects)))
+        rc, out, err = self.module.run_command([docker, "inspect"] + sorted(names), check_rc=False)
+        self.commands.append({"cmd": [docker, "inspect"] + sorted(names), "rc": rc})
+        try:
+            states = parse_container_states(out)
+        except (ValueError, TypeError, AttributeError):
+            return self._warn("`docker inspect` gave no container states (rc %d: %s), so an unhealthy service may be "
+                              "stopped" % (rc, clean_output(err or out)[:200]))
+        for name, service in names.items():
+            found = states.get(name)
+            if found and found["state"] and found["state"] != "running":
+                service.update(found, status=found["state"], reported_status=service["status"])
+
+    def env_name(self):
+        return self.environ.get("NSELF_ENV") or nenv.detect_environment(self.project_dir)
+
+    def _warn(self, warning):
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def health(self):
         """`nself health --json`: rc is 0 iff nothing is unhealthy; the document says which."""

@@ -164,12 +164,12 @@ from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isofor
 
 UP_STATES = ("healthy", "starting", "unhealthy", "restarting", "running")
 # What the postmaster logs when the startup process (the recovery) fails. Under `restart: unless-stopped`
-# Docker starts the server again and it fails the same way each time, while nself's status shows the
-# container's health (`starting`, `unhealthy`) rather than `restarting`: the log tells.
-RECOVERY_FAILED = ("shutting down due to startup process failure",)
+# Docker starts the server again and it fails the same way each time; between two failures the container is
+# `starting` for a moment, as healthy a state as any: the log tells.
+RECOVERY_FAILED = "shutting down due to startup process failure"
 RECOVERY_START = "starting point-in-time recovery"
 EVIDENCE = (RECOVERY_START, "recovery stopping", "last completed transaction", "selected new timeline", "archive recovery complete",
-            "redo done", "recovery has paused", "FATAL", "PANIC") + RECOVERY_FAILED
+            "redo done", "recovery has paused", "FATAL", "PANIC", RECOVERY_FAILED)
 
 
 def argument_spec():
@@ -370,7 +370,7 @@ def wait_recovered(recovery, result, check_mode):
                 break
         else:
             lines = recovery.log_lines()
-            if recovery.postgres_status() not in UP_STATES or any(m in line for line in lines for m in RECOVERY_FAILED):
+            if recovery.postgres_status() not in UP_STATES or any(RECOVERY_FAILED in line for line in lines):
                 raise pitr.PitrError("postgres stopped during recovery; its log says: %s. The data directory moved aside "
                                      "is untouched (state=rolled_back puts it back)" % (" | ".join(lines[-4:]) or why))
         if time.time() > deadline:

@@ -18,6 +18,12 @@ description:
     C(nself health --json), whose exit code only says whether something is unhealthy. Both are parsed, not trusted by rc.
   - C(nself status --json) with a service name is not JSON in nself 0.9.9, so this module always asks for all services
     and filters.
+  - Fails before running nself when the user it runs as cannot read every env file of the cascade or use the Docker
+    daemon (as an operator over SSH without become); nself would then report every service stopped.
+  - nself reads Docker's health before the container's state, and Docker marks a container's health V(unhealthy) when it
+    stops, pauses or waits between restarts, so nself calls a crashed or crash-looping service with a healthcheck
+    V(unhealthy). The module asks C(docker inspect) about the services nself calls V(unhealthy) and reports the
+    state of those that do not run.
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.postgres
@@ -145,9 +151,31 @@ services:
       type: str
       sample: auth
     status:
-      description: V(healthy), V(starting), V(unhealthy), V(stopped), or a raw Docker state such as V(exited).
+      description:
+        - V(healthy), V(starting), V(unhealthy), V(stopped) (no container), or Docker's state when the container does
+          not run (V(exited), V(restarting), V(paused), V(dead), V(created)).
       type: str
       sample: healthy
+    reported_status:
+      description: What nself reported (V(unhealthy)) when Docker says the container does not run.
+      type: str
+      returned: when nself's status was replaced by the container's state
+      sample: unhealthy
+    state:
+      description: Docker's C(State.Status) of the container.
+      type: str
+      returned: when nself's status was replaced by the container's state
+      sample: restarting
+    restart_count:
+      description: Docker's C(RestartCount) of the container.
+      type: int
+      returned: when nself's status was replaced by the container's state
+      sample: 7
+    exit_code:
+      description: Docker's C(State.ExitCode) of the container.
+      type: int
+      returned: when nself's status was replaced by the container's state
+      sample: 137
     cpu:
       description: CPU usage as docker stats prints it.
       type: str
@@ -301,6 +329,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import (
     nself_argument_spec,
 )
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
+from ansible_collections.nfamily.ops.plugins.module_utils._rights import missing_rights
 
 
 def project_env(params):
@@ -412,6 +441,18 @@ def gather_facts(cli, gather, wanted_services):
     return result, warnings
 
 
+def require_rights(cli):
+    """As ops without become, nself reads half the cascade and no container (the secrets file and the
+    Docker socket are not the operator's): every service would read stopped. Say so instead."""
+    try:
+        env_name = cli.env_name()
+    except (IOError, OSError):
+        env_name = "dev"  # .env itself cannot be read: missing_rights names it
+    rights = missing_rights(cli.project_dir, env_name, None)
+    if rights:
+        raise NselfError(rights)
+
+
 def main():
     argument_spec = nself_argument_spec()
     argument_spec.update(pg_argument_spec())
@@ -435,6 +476,7 @@ def main():
     cli = None
     try:
         cli = NselfCLI(module, module.params["project_dir"], module.params["nself_bin"], module.params["environment"])
+        require_rights(cli)
         facts, warnings = gather_facts(cli, module.params["gather"], module.params["services"])
     except NselfError as exc:
         module.fail_json(msg=str(exc), commands=cli.commands if cli else [])

@@ -18,6 +18,9 @@ description:
     directory is an nself project, the env cascade of the selected environment is readable, and enough disk space is free.
   - The C(db) command is recognised by C(nself db help), not by the version number - the v0.9.9 release tag reports itself as
     0.9.8, while 0.9.8's own C(db) command rolls back C(n) migrations and keeps its backups in C(_backups/).
+  - The user the module runs as must be able to read every env file of the cascade (the secrets among them), write
+    O(state_dir) and use the Docker daemon. The runbooks need root on the host for that; over SSH as a non-root user
+    that means become. Missing rights are the first problem reported.
   - Every problem is collected and reported together, so one run tells the on-call person everything to fix.
   - Reads only; env values are never returned, only the names of the files and how many keys each defines.
 extends_documentation_fragment:
@@ -39,6 +42,20 @@ options:
     type: list
     elements: str
     default: []
+  state_dir:
+    description:
+      - The collection's state directory on the host (locks, checkpoints, run records). The user the module runs as
+        must be able to create or write it.
+    type: path
+  checks:
+    description:
+      - Which checks to run - V(rights) (what the user may read, write and use), V(nself) (version and C(db) command),
+        V(cascade) (the env files and O(require_keys)), V(space) (O(free_space)). The runbooks check V(rights) first,
+        before their read-only checks of the request, and the rest at their start.
+    type: list
+    elements: str
+    choices: [rights, nself, cascade, space]
+    default: [rights, nself, cascade, space]
   free_space:
     description: Paths and the bytes that must be free on their filesystem.
     type: list
@@ -62,6 +79,7 @@ EXAMPLES = r"""
   nfamily.ops.nself_preflight:
     project_dir: /opt/nself-family/backend
     require_keys: [POSTGRES_DB, POSTGRES_USER]
+    state_dir: /var/lib/nfamily-ops
     free_space:
       - path: /opt/nself-family/backend/backups
         required_bytes: "{{ (backup_size | int) * 2 }}"
@@ -108,7 +126,22 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils._rights import missing_rights
+
+CHECKS = ("rights", "nself", "cascade", "space")
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
+
+
+def check_nself(module, params, result, problems):
+    try:
+        cli = NselfCLI(module, params["project_dir"], params["nself_bin"], params["environment"])
+        result["nself_version"] = cli.version()
+        if version_tuple(result["nself_version"]) < version_tuple(params["min_version"]):
+            problems.append("nself %s is older than %s, which this runbook needs; upgrade nself"
+                            % (result["nself_version"], params["min_version"]))
+        check_db_dialect(module, cli, result, problems)
+    except NselfError as exc:
+        problems.append(str(exc))
 
 
 def check_db_dialect(module, cli, result, problems):
@@ -162,26 +195,29 @@ def main():
     argument_spec.update(
         min_version=dict(type="str", default="0.9.8"),
         require_keys=dict(type="list", elements="str", default=[], no_log=False),
+        state_dir=dict(type="path"),
         free_space=dict(type="list", elements="dict", default=[], options=dict(
             path=dict(type="path", required=True), required_bytes=dict(type="int", required=True))),
+        checks=dict(type="list", elements="str", default=list(CHECKS), choices=list(CHECKS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     problems, result = [], {}
-    try:
-        cli = NselfCLI(module, params["project_dir"], params["nself_bin"], params["environment"])
-        result["nself_version"] = cli.version()
-        if version_tuple(result["nself_version"]) < version_tuple(params["min_version"]):
-            problems.append("nself %s is older than %s, which this runbook needs; upgrade nself"
-                            % (result["nself_version"], params["min_version"]))
-        check_db_dialect(module, cli, result, problems)
-    except NselfError as exc:
-        problems.append(str(exc))
     project_found = os.path.isdir(params["project_dir"])
-    env_name = params["environment"] or (nenv.detect_environment(params["project_dir"]) if project_found else "dev")
+    try:
+        env_name = params["environment"] or (nenv.detect_environment(params["project_dir"]) if project_found else "dev")
+    except (IOError, OSError):
+        env_name = "dev"  # .env cannot be read: check_rights names it
+    checks = params["checks"]
+    rights = missing_rights(params["project_dir"], env_name, params["state_dir"]) if project_found and "rights" in checks else None
+    if rights:
+        problems.append(rights)
+    if "nself" in checks:
+        check_nself(module, params, result, problems)
     result["environment"] = env_name
-    result["cascade"] = check_cascade(params["project_dir"], env_name, params["require_keys"], problems) if project_found else []
-    result["free_space"] = check_space(params["free_space"], problems)
+    read_cascade = "cascade" in checks and project_found and not rights
+    result["cascade"] = check_cascade(params["project_dir"], env_name, params["require_keys"], problems) if read_cascade else []
+    result["free_space"] = check_space(params["free_space"], problems) if "space" in checks else []
     result["problems"] = problems
     if problems:
         module.fail_json(msg="Preflight failed: " + "; ".join(problems), **result)

@@ -14,7 +14,8 @@ short_description: Append one run record to the host's runbook log
 version_added: 0.1.0
 description:
   - Appends one JSON line per run to C(<state_dir>/runs.jsonl) on the managed host (mode 0600) with the run id, who ran it
-    (local user or AWX user and job id), runbook, limit, parameters, start and end, result, changed steps and artifacts.
+    (local user or AWX user and job id, and C(host_user), the account it logged in to the host as, which is the SSH user
+    under become), runbook, limit, parameters, start and end, result, changed steps and artifacts.
   - Values of secret-looking keys (password, secret, token, key, credential, ...) are replaced by C([redacted]) at any depth
     before anything is written or returned.
   - Appending to an audit log is not a change of the host's managed state, so the module reports C(changed=false).
@@ -99,7 +100,7 @@ record:
   description: The record as written (secrets redacted).
   returned: always
   type: dict
-  sample: {"run_id": "20261127T010000Z-1", "runbook": "db_backup", "result": "success", "duration_s": 42}
+  sample: {"run_id": "20261127T010000Z-1", "runbook": "db_backup", "host_user": "ops", "result": "success", "duration_s": 42}
 written:
   description: Whether the record was appended.
   returned: always
@@ -112,11 +113,17 @@ log_file:
 """
 
 import os
+import pwd
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
+
+
+def host_user():
+    """The account the run logged in to the host as: sudo's caller under become, else this process's user."""
+    return os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name
 
 
 def build_record(params, now, hostname):
@@ -126,8 +133,8 @@ def build_record(params, now, hostname):
     except ValueError:
         raise rb.RunbookStateError("started_at %r is not a UTC time like 2026-11-27T01:00:00Z" % started)
     return rb.redact({
-        "run_id": params["run_id"], "runbook": params["runbook"], "host": hostname, "result": params["result"],
-        "who": params["who"], "playbook": params["playbook"], "limit": params["limit"],
+        "run_id": params["run_id"], "runbook": params["runbook"], "host": hostname, "host_user": host_user(),
+        "result": params["result"], "who": params["who"], "playbook": params["playbook"], "limit": params["limit"],
         "parameters": params["parameters"], "started_at": started, "ended_at": rb.isoformat(now),
         "duration_s": duration, "changed_steps": params["changed_steps"], "artifacts": params["artifacts"],
         "summary": params["summary"], "abandoned": params["abandoned"] or None,

@@ -83,14 +83,14 @@ PY
 fi
 
 recipe_hash=$( { echo "$base_image $weed_version $pg_server $pg_clients";
-  cd "$sandbox_dir" && find Containerfile bin fixture nself_sandbox -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } |
+  cd "$sandbox_dir" && find Containerfile sshd_config bin fixture nself_sandbox -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum; } |
   sha256sum | cut -c1-12)
 image="localhost/nfamily-sandbox:$recipe_hash"
 if ! podman image exists "$image"; then
   log "image: building $image (a few minutes cold)"
   context=$(mktemp -d "$CACHE_DIR/context.XXXXXX")
   trap 'rm -rf "$context"' EXIT
-  (cd "$sandbox_dir" && tar --exclude=__pycache__ -cf - Containerfile bin fixture nself_sandbox) | tar -C "$context" -xf -
+  (cd "$sandbox_dir" && tar --exclude=__pycache__ -cf - Containerfile sshd_config bin fixture nself_sandbox) | tar -C "$context" -xf -
   cp "$weed_dir/weed" "$context/weed"
   cp -a "$pg_dir" "$context/postgresql-16"
   podman build -q --build-arg BASE_IMAGE="$base_image" -t "$image" "$context" >"$CACHE_DIR/build.log" 2>&1 ||

@@ -5,7 +5,7 @@
 # shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_packages=(podman runc debootstrap git tar shellcheck)
+apt_packages=(podman runc debootstrap git tar shellcheck openssh-client)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -60,15 +60,20 @@ class Sandbox:
             time.sleep(1)
         raise AssertionError("sandbox not healthy: %s" % self.status())
 
+    def states(self):
+        """Docker's State.Status of each service's container (`docker inspect`): nself's status reads the
+        health first, so it calls a stopped or restarting container that has a healthcheck unhealthy."""
+        names = [n[:-5] for n in self.run("ls", "/var/lib/nself-sandbox/containers", check=True).stdout.split() if n.endswith(".json")]
+        documents = json.loads(self.run("docker", "inspect", *names).stdout) if names else []
+        return {d["Config"]["Labels"]["com.docker.compose.service"]: d["State"]["Status"] for d in documents}
+
     def wait_status(self, service, wanted, timeout=30):
         """The service's status once it is wanted (a crash loop is `running` for a moment between exits)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            status = self.status()[service]
-            if status == wanted:
-                return status
-            time.sleep(0.2)
-        return self.status()[service]
+        return _wait_for_value(lambda: self.status()[service], wanted, timeout)
+
+    def wait_state(self, service, wanted, timeout=30):
+        """The state of the service's container once it is wanted."""
+        return _wait_for_value(lambda: self.states()[service], wanted, timeout)
 
     def reset(self):
         """Back to a healthy stack with no fault set."""
@@ -82,6 +87,16 @@ class Sandbox:
             # without the secrets; `nself start` writes .env.runtime first
             self.nself("start")
         self.wait_healthy()
+
+
+def _wait_for_value(read, wanted, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = read()
+        if value == wanted:
+            return value
+        time.sleep(0.2)
+    return read()
 
 
 def start_container(name):

@@ -110,6 +110,19 @@ def test_03_status_json_shape_and_rc(healthy):
     assert healthy.nself("status", "-x").returncode == 1
 
 
+def test_03_status_reads_health_before_state_as_docker_keeps_it(healthy):
+    """status.sh's check_service_health reads State.Health.Status first, and moby marks it unhealthy when
+    the container stops; `nself health` skips what `docker ps` does not list (nself-cli.md §1.2)."""
+    healthy.fault("set", "kill", "auth")
+    assert healthy.status()["auth"] == "unhealthy" and healthy.states()["auth"] == "exited"
+    (auth,) = [s for s in json.loads(healthy.nself("health", "--json").stdout, strict=False)["services"] if s["service"] == "auth"]
+    assert auth["status"] == "not_found"
+    (document,) = json.loads(healthy.run("docker", "inspect", "nself-family_auth").stdout)
+    assert document["State"]["Health"]["Status"] == "unhealthy" and document["State"]["ExitCode"] == 137
+    missing = healthy.run("docker", "inspect", "nself-family_nosuch")
+    assert missing.returncode == 1 and json.loads(missing.stdout) == [] and "No such object" in missing.stderr
+
+
 def test_03_status_text_exits_1_on_drift(healthy):
     assert healthy.nself("status").returncode == 0
     healthy.sh("touch .env")
@@ -135,9 +148,9 @@ def test_04_health_json_and_rc(healthy):
     proc = healthy.nself("health", "--json")
     data = json.loads(proc.stdout)
     assert proc.returncode == 1 and data["unhealthy"] == 1
-    assert {e["service"]: e["status"] for e in data["services"]}["auth"] == "stopped"
+    assert {e["service"]: e["status"] for e in data["services"]}["auth"] == "not_found"  # `docker ps` does not list an exited container
     one = healthy.nself("health", "service", "auth", "--json")
-    assert one.returncode == 1 and json.loads(one.stdout)["status"] == "stopped"
+    assert one.returncode == 1 and json.loads(one.stdout)["status"] == "not_found"
     ok = healthy.nself("health", "service", "postgres", "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["status"] == "healthy"
     assert "history.jsonl" in healthy.sh("ls .nself/health").stdout
@@ -178,7 +191,7 @@ def test_06_start_reports_success_when_health_timeout_passes(healthy):
     healthy.nself("stop")
     proc = healthy.nself("start", "--timeout", "5")
     assert proc.returncode == 0  # 0.9.9: health threshold missed, still rc 0
-    assert healthy.wait_status("hasura", "restarting") == "restarting"  # exits on every start; its policy retries
+    assert healthy.wait_state("hasura", "restarting") == "restarting"  # exits on every start; its policy retries
 
 
 # 7. stop

@@ -236,13 +236,15 @@ def test_docker_kill_and_stop_are_final_for_the_restart_policy(healthy):
     healthy.fault("set", "kill", "api")
     healthy.nself("stop", "scheduler")
     time.sleep(2)
-    assert healthy.status()["api"] == "exited" and record(healthy, "api")["exit_code"] == 137
-    assert healthy.status()["scheduler"] == "exited"
+    assert healthy.states()["api"] == "exited" and record(healthy, "api")["exit_code"] == 137
+    # nself reads the health first: a stopped container with a healthcheck is unhealthy, one without it exited
+    assert healthy.status()["api"] == "unhealthy" and healthy.status()["scheduler"] == "exited"
 
 
 def test_a_crash_loop_is_restarting_until_the_cause_goes(healthy):
     healthy.fault("set", "crash_loop", "auth")
-    assert healthy.wait_status("auth", "restarting") == "restarting" and record(healthy, "auth")["restart_count"] >= 1
+    assert healthy.wait_state("auth", "restarting") == "restarting" and record(healthy, "auth")["restart_count"] >= 1
+    assert healthy.status()["auth"] == "unhealthy"
     assert "refuses to start" in healthy.nself("logs", "auth", "--tail", "3").stdout
     healthy.fault("clear", "crash_loop")
     healthy.nself("restart", "auth")
@@ -251,7 +253,7 @@ def test_a_crash_loop_is_restarting_until_the_cause_goes(healthy):
 
 def test_a_paused_container_is_frozen_whole_and_a_restart_brings_it_back(healthy):
     healthy.fault("set", "pause", "nginx")
-    assert healthy.status()["nginx"] == "paused"
+    assert healthy.states()["nginx"] == "paused" and healthy.status()["nginx"] == "unhealthy"
     frozen = session_processes(healthy, record(healthy, "nginx")["session"])
     assert frozen and all(line.split()[1].startswith("T") for line in frozen)
     healthy.nself("restart", "nginx")
@@ -260,7 +262,7 @@ def test_a_paused_container_is_frozen_whole_and_a_restart_brings_it_back(healthy
 
 def test_a_foreign_process_on_a_published_port_keeps_the_container_from_starting(healthy):
     healthy.fault("set", "foreign_port", "nginx")
-    assert healthy.status()["nginx"] == "exited"
+    assert healthy.states()["nginx"] == "exited"
     nginx = record(healthy, "nginx")
     assert nginx["exit_code"] == 128 and "port is already allocated" in nginx["start_error"]
     assert "nginx: master process nginx -c /var/lib/nself-sandbox/foreign/nginx.conf" in healthy.run("ps", "-eo", "args").stdout
@@ -282,7 +284,7 @@ def test_restart_deletes_env_runtime_and_a_recreate_then_runs_without_the_secret
         healthy.sh("touch .env")
         healthy.nself("restart")
         assert record(healthy, "auth")["env"]["JWT_SECRET"] == "" and record(healthy, "postgres")["env"]["POSTGRES_PASSWORD"] == ""
-        assert healthy.wait_status("hasura", "restarting") == "restarting"  # its JWT secret is empty: it exits on start
+        assert healthy.wait_state("hasura", "restarting") == "restarting"  # its JWT secret is empty: it exits on start
     finally:
         healthy.nself("start")  # writes .env.runtime from the whole cascade, recreating what changed
     assert healthy.wait_healthy(120) and record(healthy, "auth")["env"]["JWT_SECRET"]
@@ -309,7 +311,7 @@ def test_fault_unhealthy_and_refuse(healthy):
     assert json.loads(healthy.nself("health", "service", "auth", "--json").stdout)["status"] in ("unhealthy", "starting")
     healthy.fault("set", "refuse", "api")
     healthy.nself("restart", "api")
-    assert healthy.wait_status("api", "restarting") == "restarting"
+    assert healthy.wait_state("api", "restarting") == "restarting"
     assert "refuses to start" in healthy.nself("logs", "api").stdout
 
 
@@ -331,7 +333,7 @@ def test_fault_break_nginx_and_build_repairs_it(healthy, mode):
         assert http(healthy, "GET", "https://127.0.0.1/api/health", insecure=True)[0] == 502
     else:
         healthy.nself("restart", "nginx")
-        assert healthy.wait_status("nginx", "restarting") == "restarting"
+        assert healthy.wait_state("nginx", "restarting") == "restarting"
     healthy.nself("build")
     healthy.nself("restart", "nginx")
     healthy.wait_healthy()
@@ -433,5 +435,5 @@ def test_fault_stale_key_keeps_the_old_jwt_key_after_a_rotation(healthy):
 
 def test_fault_stop_postgres_shows_as_db_down(healthy):
     healthy.fault("set", "stop_postgres")
-    assert healthy.status()["postgres"] == "exited"
+    assert healthy.states()["postgres"] == "exited" and healthy.status()["postgres"] == "unhealthy"
     assert "Database container not running" in healthy.nself("db", "migrate", "up").stderr

@@ -104,19 +104,14 @@ def cmd_status(args):
 def _status_json(project):
     names = project.service_names()
     records = {s: project.record(s) for s in names}
-    running = [r for r in records.values() if runtime.docker_state(r) == "running"]
-    health = runtime.health_many(running) if running else {}
+    present = [r for r in records.values() if r is not None]
+    health = runtime.health_many(present) if present else {}
     entries = []
     for service in names:
         record = records[service]
         state = runtime.docker_state(record)
-        if state is None:
-            status, cpu, mem = "stopped", "0%\t0B", "0B / 0B"
-        elif state != "running":
-            status, cpu, mem = state, "0%\t0B", "0B / 0B"
-        else:
-            status = health.get(record["name"]) or "healthy"
-            cpu, mem = runtime.stats(record)
+        status = stack.status_word(state, health.get(record["name"]) if record else None)
+        cpu, mem = runtime.stats(record) if state == "running" else ("0%\t0B", "0B / 0B")
         entries.append({"name": service, "status": status, "cpu": cpu, "memory": mem})
     text = json.dumps({"timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                        "environment": project.vars.get("ENV") or os.environ.get("ENV") or "local",  # ${ENV:-local}
@@ -139,7 +134,7 @@ def _status_service(project, service):
     state = runtime.docker_state(record)
     ui.out("Container:  %s" % record["name"])
     ui.out("State:      %s" % state)
-    ui.out("Health:     %s" % ((runtime.health(record) or "none") if state == "running" else "-"))
+    ui.out("Health:     %s" % (runtime.health_status(record, state) or "none"))
     ui.out("Started:    %s" % record.get("started_at"))
     cpu, mem = runtime.stats(record) if state == "running" else ("0%", "0B")
     ui.out("CPU / Mem:  %s / %s" % (cpu, mem))
@@ -259,15 +254,15 @@ def _health_entry(project, service):
     started = time.time()
     record = runtime.load(project.container(service, builtin=False))
     state = runtime.docker_state(record)
-    if state is None:
+    # 0.9.9's check: a container `docker ps` does not list (exited, created) is not_found; a listed one
+    # (running, paused, restarting) reads its health, and without a healthcheck, State.Running (true).
+    if state in (None, "exited", "created"):
         status, details = "not_found", "Container does not exist"
-    elif state != "running":
-        status, details = "stopped", "Container is %s" % state
     else:
-        health = runtime.health(record)
-        status = health or "running"
-        details = {"healthy": "Health check passed", "starting": "Health check starting",
-                   "unhealthy": "Health check failed: %s" % runtime.probe(record)[1][:120]}.get(status, "Running (no health check)")
+        status = runtime.health_status(record, state) or "running"
+        output = runtime.probe(record)[1][:120] if state == "running" else "container is %s" % state
+        details = {"healthy": "Container healthy", "starting": "Health check pending",
+                   "unhealthy": output}.get(status, "No health check defined")
     return {"service": service, "status": status, "details": details,
             "response_time_ms": int((time.time() - started) * 1000)}
 

@@ -1,9 +1,12 @@
-"""The one docker command the sandbox models: `docker volume inspect`, which tells where a named
-volume lives on the host. There is no engine; everything else fails as a missing daemon would."""
+"""The docker commands the sandbox models: `docker volume inspect`, which tells where a named volume
+lives on the host, and `docker inspect` / `docker container inspect` of containers (JSON only), which
+tell a stopped or restarting container from a running one when nself's status calls both unhealthy.
+There is no engine; everything else fails as a missing daemon would."""
+import hashlib
 import json
 import sys
 
-from . import paths
+from . import paths, runtime
 
 VOLUME_DIRS = {"postgres_data": paths.PG_DATA, "redis_data": paths.REDIS_DATA, "minio_data": paths.MINIO_DATA}
 
@@ -26,20 +29,66 @@ def inspect(names, fmt):
     return code
 
 
+def container_document(record):
+    """The parts of `docker inspect <container>` a runbook reads, from a sandbox container record."""
+    state = runtime.docker_state(record)
+    health = runtime.health_status(record, state)
+    document = {
+        "Id": hashlib.sha256(record["name"].encode()).hexdigest(),
+        "Created": record.get("created_at"),
+        "Name": "/" + record["name"],
+        "RestartCount": record.get("restart_count", 0),
+        "State": {"Status": state, "Running": state in ("running", "paused", "restarting"),
+                  "Paused": state == "paused", "Restarting": state == "restarting", "OOMKilled": False,
+                  "Dead": False, "Pid": (record.get("child_pid") or 0) if state == "running" else 0,
+                  "ExitCode": record.get("exit_code") or 0, "Error": record.get("start_error") or "",
+                  "StartedAt": record.get("started_at") or "0001-01-01T00:00:00Z",
+                  "FinishedAt": record.get("finished_at") or "0001-01-01T00:00:00Z"},
+        "Config": {"Image": record.get("image"), "Labels": record.get("labels") or {}},
+        "HostConfig": {"RestartPolicy": {"Name": record.get("restart") or "no", "MaximumRetryCount": 0}},
+    }
+    if health:
+        document["State"]["Health"] = {"Status": health, "FailingStreak": 0 if health == "healthy" else 1, "Log": []}
+    return document
+
+
+def inspect_containers(names):
+    found, code = [], 0
+    for name in names:
+        record = runtime.load(name)
+        if record is None:
+            sys.stderr.write("Error: No such object: %s\n" % name)
+            code = 1
+            continue
+        found.append(container_document(record))
+    sys.stdout.write(json.dumps(found, indent=4) + "\n")
+    return code
+
+
+def _names_and_format(args):
+    fmt, names = None, []
+    while args:
+        arg = args.pop(0)
+        if arg in ("-f", "--format"):
+            fmt = args.pop(0) if args else ""
+        elif arg.startswith("--format="):
+            fmt = arg.split("=", 1)[1]
+        elif arg in ("--type=container", "-s", "--size"):
+            continue
+        else:
+            names.append(arg)
+    return names, fmt
+
+
 def main(argv):
     if argv[:2] == ["volume", "inspect"]:
-        args, fmt, names = argv[2:], None, []
-        while args:
-            arg = args.pop(0)
-            if arg in ("-f", "--format"):
-                fmt = args.pop(0) if args else ""
-            elif arg.startswith("--format="):
-                fmt = arg.split("=", 1)[1]
-            else:
-                names.append(arg)
-        return inspect(names, fmt)
+        return inspect(*_names_and_format(argv[2:]))
+    if argv[:1] == ["inspect"] or argv[:2] == ["container", "inspect"]:
+        names, fmt = _names_and_format(argv[1:] if argv[0] == "inspect" else argv[2:])
+        if fmt is None:
+            return inspect_containers(names)
     sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
-                     "(the sandbox models only `docker volume inspect`)\n")
+                     "(the sandbox models only `docker volume inspect` and `docker inspect` of containers, as JSON)\n")
     return 1
 
 

@@ -1,4 +1,4 @@
-"""PID 1 of the sandbox host: service DNS names, the layout chosen at the first start
+"""PID 1 of the sandbox host: service DNS names, sshd, the layout chosen at the first start
 (NFAMILY_SANDBOX_LAYOUT, see layout.py), start the stack via `nself start`, reap orphans, and stop
 the stack on SIGTERM (podman stop)."""
 import os
@@ -53,9 +53,19 @@ def _lay_out(project, wanted):
     layout.done()
 
 
+def _sshd():
+    """sshd as on a real host, with host keys of this container's own (made at its first start)."""
+    if not os.path.exists("/usr/sbin/sshd"):
+        return
+    subprocess.run(["ssh-keygen", "-A"], stdout=subprocess.DEVNULL, check=True)
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    subprocess.run(["/usr/sbin/sshd"], check=True)  # it daemonizes; this process reaps it as PID 1
+
+
 def main():
     project = os.environ.get("NSELF_PROJECT_DIR", paths.DEFAULT_PROJECT)
     _hosts(project)
+    _sshd()
     _data_dir_in_upper_layer()
     _lay_out(project, os.environ.get("NFAMILY_SANDBOX_LAYOUT", ""))
     pw = pwd.getpwnam("postgres")

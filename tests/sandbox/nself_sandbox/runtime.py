@@ -300,9 +300,20 @@ def health(record):
     return "unhealthy"
 
 
+def health_status(record, state):
+    """Docker's State.Health.Status: None without a healthcheck or before the first start, the probe's
+    verdict while running, and unhealthy once the container stops, pauses or waits between restarts:
+    moby closes the health monitor then and marks it so (daemon/container/health.go)."""
+    if not record.get("healthcheck") or not record.get("started_at"):
+        return None
+    return health(record) if state == "running" else "unhealthy"
+
+
 def health_many(records):
+    """health_status of many records at once (their probes run in parallel): {name: status}."""
+    states = [docker_state(r) for r in records]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(records))) as pool:
-        return dict(zip([r["name"] for r in records], pool.map(health, records)))
+        return dict(zip([r["name"] for r in records], pool.map(health_status, records, states)))
 
 
 def stats(record):

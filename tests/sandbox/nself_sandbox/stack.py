@@ -14,11 +14,17 @@ def status_of(project, service):
     """The `nself status --json` status word for one service."""
     record = runtime.load(project.container(service))
     state = runtime.docker_state(record)
+    return status_word(state, runtime.health_status(record, state) if record else None)
+
+
+def status_word(state, health):
+    """nself's check_service_health (src/cli/status.sh): Docker's health first, then the state. So a
+    stopped, paused or restarting container with a healthcheck reads `unhealthy`, as on a real host."""
     if state is None:
         return "stopped"
-    if state != "running":
-        return state
-    return runtime.health(record) or "healthy"
+    if health in ("healthy", "starting", "unhealthy"):
+        return health
+    return "healthy" if state == "running" else state
 
 
 def up_service(project, service, force_recreate=False):

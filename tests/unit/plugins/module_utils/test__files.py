@@ -86,3 +86,14 @@ def test_abandoned_partials_by_age_where_proc_cannot_tell(tmp_path):
         path.write_bytes(b"x")
         os.utime(str(path), (time.time() - age, time.time() - age))
     assert files.abandoned_partials(str(tmp_path), max_age_s=3600, proc=str(tmp_path / "no-proc")) == [str(old)]
+
+
+def test_ensure_dir_gives_every_directory_it_creates_the_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        files.ensure_dir(str(tmp_path / "nfamily-ops" / "locks"))
+    finally:
+        os.umask(old)
+    assert oct(os.stat(str(tmp_path / "nfamily-ops")).st_mode & 0o777) == "0o700"
+    assert oct(os.stat(str(tmp_path / "nfamily-ops" / "locks")).st_mode & 0o777) == "0o700"
+    files.ensure_dir(str(tmp_path / "nfamily-ops"))  # existing: nothing to do

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -158,3 +159,73 @@ def test_parse_status_falls_back_on_unescaped_text_and_says_so():
 def test_parse_status_without_any_service_raises():
     with pytest.raises(ValueError):
         _nself.parse_status('{"timestamp": "x", "environment": "prod", "services": [{"name": oops}]}')
+
+
+# nself says `unhealthy` for a stopped container that has a healthcheck (Docker marks its health so when it
+# stops); docker inspect tells the state. Shapes of `docker inspect` (a list, even with a missing name).
+STATUS_UNHEALTHY = ('{"environment": "dev", "services": [{"name": "postgres", "status": "healthy"},'
+                    '{"name": "auth", "status": "unhealthy"}, {"name": "minio", "status": "unhealthy"},'
+                    '{"name": "my-api", "status": "unhealthy"}]}')
+INSPECT = json.dumps([
+    {"Name": "/fam_auth", "RestartCount": 7, "State": {"Status": "restarting", "ExitCode": 1}},
+    {"Name": "/fam_minio", "RestartCount": 0, "State": {"Status": "running", "ExitCode": 0}},
+    {"Name": "/fam_my_api", "RestartCount": 0, "State": {"Status": "exited", "ExitCode": 137}}])
+
+
+@pytest.fixture
+def named_project(project):
+    with open(os.path.join(project, ".env"), "w") as handle:
+        handle.write("PROJECT_NAME=fam\n")
+    return project
+
+
+def test_status_asks_docker_about_unhealthy_services_and_reports_their_state(named_project):
+    module = FakeModule({"status --json": (0, STATUS_UNHEALTHY, ""),
+                         "inspect fam_auth fam_minio fam_my_api": (0, INSPECT, "")})
+    cli = _nself.NselfCLI(module, named_project)
+    services = dict((s["name"], s) for s in cli.status()[1])
+    assert services["auth"] == {"name": "auth", "status": "restarting", "reported_status": "unhealthy",
+                                "state": "restarting", "restart_count": 7, "exit_code": 1}
+    assert services["my-api"]["status"] == "exited" and services["my-api"]["exit_code"] == 137
+    assert services["minio"] == {"name": "minio", "status": "unhealthy"}  # running: truly unhealthy
+    assert services["postgres"] == {"name": "postgres", "status": "healthy"}
+    assert cli.warnings == []
+
+
+def test_status_of_a_healthy_stack_does_not_run_docker(named_project):
+    module = FakeModule({"status --json": (0, '{"services": [{"name": "postgres", "status": "healthy"},'
+                                              '{"name": "scheduler", "status": "exited"}]}', "")})
+    _nself.NselfCLI(module, named_project).status()
+    assert [call[0][1:] for call in module.calls] == [["status", "--json"]]
+
+
+def test_status_keeps_nself_word_for_a_container_docker_does_not_know(named_project):
+    module = FakeModule({"status --json": (0, '{"services": [{"name": "auth", "status": "unhealthy"}]}', ""),
+                         "inspect fam_auth": (1, "[]\n", "Error: No such object: fam_auth\n")})
+    cli = _nself.NselfCLI(module, named_project)
+    assert cli.status()[1] == [{"name": "auth", "status": "unhealthy"}]
+    assert cli.commands[-1]["rc"] == 1
+
+
+@pytest.mark.parametrize("answer,warning", [
+    (None, "docker is not on PATH, so auth may be stopped"),
+    ((1, "", "permission denied while trying to connect to the Docker daemon socket"), "permission denied"),
+])
+def test_status_without_docker_keeps_nself_word_and_says_why(named_project, answer, warning):
+    class NoDocker(FakeModule):
+        def get_bin_path(self, name, opt_dirs=None):
+            return None if name == "docker" and answer is None else self.binary
+
+    answers = {"status --json": (0, '{"services": [{"name": "auth", "status": "unhealthy"}]}', "")}
+    if answer:
+        answers["inspect fam_auth"] = answer
+    cli = _nself.NselfCLI(NoDocker(answers), named_project)
+    assert cli.status()[1] == [{"name": "auth", "status": "unhealthy"}]
+    assert len(cli.warnings) == 1 and warning in cli.warnings[0]
+
+
+def test_parse_container_states_names_without_the_slash():
+    assert _nself.parse_container_states(INSPECT)["fam_my_api"] == {"state": "exited", "restart_count": 0, "exit_code": 137}
+    assert _nself.parse_container_states("[]\n") == {}
+    with pytest.raises(ValueError):
+        _nself.parse_container_states("")

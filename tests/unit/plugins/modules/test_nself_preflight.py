@@ -1,3 +1,5 @@
+import os
+
 from ansible_collections.nfamily.ops.plugins.modules import nself_preflight
 
 # The lines of `nself db help` that tell the two db commands apart (src/cli/db.sh of each tag).
@@ -74,3 +76,19 @@ def test_the_db_help_probe_runs_outside_the_project(run_module, tmp_path):
     result, calls = run_module(nself_preflight.main, {"project_dir": project(tmp_path)}, {"-v": (0, "0.9.9\n", ""), "db help": HELP_099})
     probe = [c for c in calls if c["cmd"][1:] == ["db", "help"]][0]
     assert not result["failed"] and probe["kwargs"]["cwd"] != str(tmp_path)
+
+
+def test_missing_rights_are_the_first_problem_and_no_secret_file_is_read(run_module, tmp_path, monkeypatch):
+    project_dir = project(tmp_path)
+    secrets = os.path.join(project_dir, ".env.secrets")
+    monkeypatch.setattr(nself_preflight.os, "access", lambda path, mode: path != secrets)
+    result = run_module(nself_preflight.main, {"project_dir": project_dir, "state_dir": str(tmp_path / "state")},
+                        {"-v": (0, "0.9.7\n", ""), "db help": HELP_099})[0]
+    assert result["failed"] and result["problems"][0].endswith("see docs/on-call.md)") and "cannot read %s" % secrets in result["msg"]
+    assert result["msg"].startswith("Preflight failed: ") and result["cascade"] == []
+
+
+def test_the_rights_check_alone_runs_no_nself_and_reads_no_env_file(run_module, tmp_path):
+    result = run_module(nself_preflight.main, {"project_dir": project(tmp_path), "state_dir": str(tmp_path / "state"),
+                                               "checks": ["rights"]}, {})[0]
+    assert not result["failed"] and result["cascade"] == [] and result["free_space"] == [] and "nself_version" not in result

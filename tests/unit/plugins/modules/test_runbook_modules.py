@@ -1,5 +1,6 @@
 import json
 import os
+import pwd
 import subprocess
 import time
 
@@ -199,6 +200,14 @@ def test_record_appends_redacted_lines(run_module, tmp_path):
     assert len(lines) == 2 and "abc" not in lines[0] and '"k"' not in lines[0]
     assert first["record"]["parameters"]["policy"] == "always" and first["record"]["duration_s"] >= 0
     assert json.loads(lines[1])["summary"] == "verification failed"
+
+
+def test_record_names_the_account_the_run_logged_in_as(run_module, tmp_path, monkeypatch):
+    args = {"run_id": "r1", "runbook": "db_backup", "result": "success", "state_dir": str(tmp_path)}
+    monkeypatch.setenv("SUDO_USER", "ops")  # become through sudo
+    assert run_module(runbook_record.main, args)[0]["record"]["host_user"] == "ops"
+    monkeypatch.delenv("SUDO_USER")
+    assert run_module(runbook_record.main, args)[0]["record"]["host_user"] == pwd.getpwuid(os.getuid()).pw_name
 
 
 def test_record_check_mode_writes_nothing(run_module, tmp_path):
