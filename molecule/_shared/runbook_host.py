@@ -56,7 +56,8 @@ class Instance:
         with open(key + ".pub", encoding="utf-8") as handle:
             public = handle.read().strip()
         home = "/home/%s/.ssh" % user
-        self.sh("install -d -m 0700 -o {u} -g {u} {h} && printf '%s\n' '{k}' > {h}/authorized_keys && "
+        self.sh("install -d -m 0700 -o {u} -g {u} {h} && touch {h}/authorized_keys && "
+                "{{ grep -qxF '{k}' {h}/authorized_keys || printf '%s\\n' '{k}' >> {h}/authorized_keys; }} && "
                 "chown {u}:{u} {h}/authorized_keys && chmod 0600 {h}/authorized_keys".format(u=user, h=home, k=public))
         published = subprocess.run(["podman", "port", self.name, "22/tcp"], capture_output=True, text=True, check=True).stdout
         address, port = published.split()[0].rsplit(":", 1)

@@ -220,19 +220,27 @@ class NselfCLI(object):
         suspects = [s for s in services if s.get("status") == "unhealthy" and s.get("name")]
         if not suspects:
             return
-        prefix = nenv.project_name(self.project_dir, nenv.load_cascade(self.project_dir, self.env_name())[0])
+        try:
+            prefix = nenv.project_name(self.project_dir, nenv.load_cascade(self.project_dir, self.env_name())[0])
+        except (IOError, OSError) as exc:
+            return self._warn("cannot read the env cascade for PROJECT_NAME (%s), so an unhealthy service may be stopped" % exc)
         names = dict(("%s_%s" % (prefix, s["name"].replace("-", "_")), s) for s in suspects)
         docker = self.module.get_bin_path("docker")
         if not docker:
             return self._warn("docker is not on PATH, so %s may be stopped rather than unhealthy (nself says unhealthy "
                               "for both)" % ", ".join(sorted(s["name"] for s in suspects)))
-        rc, out, err = self.module.run_command([docker, "inspect"] + sorted(names), check_rc=False)
-        self.commands.append({"cmd": [docker, "inspect"] + sorted(names), "rc": rc})
+        cmd = [docker, "inspect", "--type=container"] + sorted(names)
+        rc, out, err = self.module.run_command(cmd, check_rc=False)
+        self.commands.append({"cmd": cmd, "rc": rc})
         try:
             states = parse_container_states(out)
         except (ValueError, TypeError, AttributeError):
             return self._warn("`docker inspect` gave no container states (rc %d: %s), so an unhealthy service may be "
                               "stopped" % (rc, clean_output(err or out)[:200]))
+        unknown = sorted(name for name in names if name not in states)
+        if unknown:
+            self._warn("Docker has no container %s, so whether it runs is unknown (is PROJECT_NAME in the env files "
+                       "the one nself uses?)" % ", ".join(unknown))
         for name, service in names.items():
             found = states.get(name)
             if found and found["state"] and found["state"] != "running":

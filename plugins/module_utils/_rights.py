@@ -42,6 +42,8 @@ def missing_rights(project_dir, env_name, state_dir, docker_socket=DOCKER_SOCKET
     """What the user this runs as cannot do of what the runbooks do: read every env file, write the state
     directory, use the Docker daemon. None when it can do all of it."""
     missing = []
+    if os.path.isdir(project_dir) and not os.access(project_dir, os.R_OK | os.X_OK):
+        missing.append("enter %s (%s)" % (project_dir, _owner_and_mode(project_dir)))
     for name in nenv.cascade_files(env_name):
         path = os.path.join(project_dir, name)
         if os.path.exists(path) and not os.access(path, os.R_OK):

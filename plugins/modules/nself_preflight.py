@@ -88,12 +88,12 @@ EXAMPLES = r"""
 RETURN = r"""
 nself_version:
   description: Version of nself on the host.
-  returned: when nself was found
+  returned: when O(checks) has V(nself) and nself was found
   type: str
   sample: 0.9.9
 nself_db_dialect:
   description: Whose C(db) command nself has, by C(nself db help) - V(0.9.9), V(0.9.8), or null when neither.
-  returned: when nself was found
+  returned: when O(checks) has V(nself) and nself was found
   type: str
   sample: 0.9.9
 environment:
@@ -102,13 +102,15 @@ environment:
   type: str
   sample: prod
 cascade:
-  description: The env files of the environment in override order, whether each exists and how many keys it defines.
+  description:
+    - The env files of the environment in override order, whether each exists and how many keys it defines.
+    - Empty when O(checks) has no V(cascade), or the user may not read the files.
   returned: always
   type: list
   elements: dict
   sample: [{"file": ".env.dev", "exists": true, "keys": 42}, {"file": ".env.secrets", "exists": true, "keys": 7}]
 free_space:
-  description: For each O(free_space) entry, the filesystem's free bytes and whether it is enough.
+  description: For each O(free_space) entry, the filesystem's free bytes and whether it is enough (empty without V(space) in O(checks)).
   returned: always
   type: list
   elements: dict
@@ -126,10 +128,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
 from ansible_collections.nfamily.ops.plugins.module_utils._rights import missing_rights
 
 CHECKS = ("rights", "nself", "cascade", "space")
-from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
 
 
 def check_nself(module, params, result, problems):

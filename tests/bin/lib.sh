@@ -43,21 +43,39 @@ link_collection() {
   ln -sfn ../../.. "$REPO_ROOT/.collections/ansible_collections/nfamily/ops"
 }
 
-# Start (or reuse) a sandbox host container from the current image. Usage: start_sandbox NAME
+# Start (or reuse) a sandbox host container from the current image, its SSH port published on the
+# loopback address at SSH_PORT when given. Usage: start_sandbox NAME [SSH_PORT]
 start_sandbox() {
-  local name=$1 image_id running_id
+  local name=$1 ssh_port=${2:-} image_id running_id publish=()
+  [ -n "$ssh_port" ] && publish=(-p "127.0.0.1:$ssh_port:22")
   image_id=$(podman image inspect --format '{{.Id}}' "$SANDBOX_IMAGE")
   if podman container exists "$name"; then
     running_id=$(podman container inspect --format '{{.Image}}' "$name")
-    if [ "$running_id" != "$image_id" ] || [ "$(podman container inspect --format '{{.State.Running}}' "$name")" != "true" ]; then
+    if [ "$running_id" != "$image_id" ] || [ "$(podman container inspect --format '{{.State.Running}}' "$name")" != "true" ] ||
+       { [ -n "$ssh_port" ] && [ "$(podman port "$name" 22/tcp 2>/dev/null)" != "127.0.0.1:$ssh_port" ]; }; then
       podman rm -f -t 5 "$name" >/dev/null
     fi
   fi
   if ! podman container exists "$name"; then
     podman run -d --name "$name" --hostname "$name" --tmpfs "/srv/minio:rw,size=${SANDBOX_MINIO_SIZE:-2g},mode=0755" \
-      --label nfamily.ops.sandbox=1 "$SANDBOX_IMAGE" >/dev/null
+      "${publish[@]}" --label nfamily.ops.sandbox=1 "$SANDBOX_IMAGE" >/dev/null
   fi
   wait_sandbox "$name"
+}
+
+# Let inventories/sandbox_ssh reach the sandbox as production is reached: a key of this machine in
+# the operator's authorized_keys, and the container's host key pinned in a known_hosts of its own,
+# both under $CACHE_DIR/sandbox-ssh. Usage: sandbox_ssh NAME SSH_PORT
+sandbox_ssh() {
+  local name=$1 port=$2 dir="$CACHE_DIR/sandbox-ssh"
+  mkdir -p "$dir" && chmod 0700 "$dir"
+  [ -f "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "nfamily-ops sandbox" -f "$dir/id_ed25519"
+  podman exec -i "$name" sh -c 'install -d -m 0700 -o ops -g ops /home/ops/.ssh &&
+    cat > /home/ops/.ssh/authorized_keys && chown ops:ops /home/ops/.ssh/authorized_keys &&
+    chmod 0600 /home/ops/.ssh/authorized_keys' <"$dir/id_ed25519.pub"
+  local host_key
+  host_key=$(podman exec "$name" cat /etc/ssh/ssh_host_ed25519_key.pub) || { echo "sandbox $name has no SSH host key" >&2; return 1; }
+  echo "[127.0.0.1]:$port $(echo "$host_key" | cut -d' ' -f1,2)" >"$dir/known_hosts"
 }
 
 # Wait until every service the sandbox defines is healthy. Usage: wait_sandbox NAME [SECONDS]

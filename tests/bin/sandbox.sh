@@ -7,7 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 activate_venv
 link_collection
 log "sandbox: starting $SANDBOX_NAME"
-start_sandbox "$SANDBOX_NAME"
+start_sandbox "$SANDBOX_NAME" "${SANDBOX_SSH_PORT:-2222}"
+sandbox_ssh "$SANDBOX_NAME" "${SANDBOX_SSH_PORT:-2222}"
 log "runbook: service report"
 cd "$REPO_ROOT" || exit 1
 ansible-playbook -i inventories/sandbox playbooks/service_report.yml "$@"

@@ -30,6 +30,17 @@ def playbook(box, *extra, background=False):
     return box.playbook(PLAYBOOK, "-e", "selftest_report_dir=%s" % box.reports, *extra, background=background)
 
 
+def holding(box):
+    """A run's `sleep 120` hold is running on the host (pgrep run directly: under `sh -c` its pattern
+    would match the shell's own command line)."""
+    return box.run("pgrep", "-f", "^sleep 120").returncode == 0
+
+
+def release_hold(box):
+    """End the killed controller's hold on the host: a task of the dead run, which holds its lock until it ends."""
+    box.run("pkill", "-f", "^sleep 120")
+
+
 def effects(box):
     proc = box.run("cat", EFFECTS)
     return [line.split()[0] for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
@@ -70,13 +81,14 @@ def test_concurrent_run_is_refused_naming_the_holder(host):
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+        release_hold(host)
 
 
 @pytest.mark.parametrize("kill_after", STEPS)
 def test_sigkill_after_a_checkpoint_then_rerun_converges(host, kill_after):
     run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=%s" % kill_after, background=True)
     done_upto = STEPS[:STEPS.index(kill_after) + 1]
-    assert wait_for(lambda: effects(host) == done_upto and checkpointed(host) == sorted(done_upto))
+    assert wait_for(lambda: effects(host) == done_upto and checkpointed(host) == sorted(done_upto) and holding(host))
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert_rerun_converges(host)
@@ -87,7 +99,7 @@ def test_sigkill_between_effect_and_checkpoint_then_rerun_converges(host, kill_i
     run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_before_record=%s" % kill_in, background=True)
     done_before = STEPS[:STEPS.index(kill_in)]
     assert wait_for(lambda: effects(host) == done_before + [kill_in] and checkpointed(host) == sorted(done_before)
-                    and host.sh("pgrep -f 'sleep 120'").returncode == 0)
+                    and holding(host))
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     rerun = assert_rerun_converges(host)
@@ -96,7 +108,7 @@ def test_sigkill_between_effect_and_checkpoint_then_rerun_converges(host, kill_i
 
 def assert_rerun_converges(box):
     """The re-run takes over the dead run's lock, resumes, and ends where an uninterrupted run ends."""
-    box.sh("pkill -f 'sleep 120'")  # the killed controller's remote sleep, if still there
+    release_hold(box)
     rerun = playbook(box, "-e", "runbook_confirm=%s" % box.name)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert "took over the selftest lock" in rerun.stdout and "resuming" in rerun.stdout
@@ -110,10 +122,10 @@ def assert_rerun_converges(box):
 def test_rerun_with_other_inputs_is_refused_until_abandoned(host):
     run = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_hold_after=stop_services", background=True)
     # held once stop_services is recorded done: its effect alone is written a moment before that
-    assert wait_for(lambda: effects(host) == STEPS[:2] and checkpointed(host) == sorted(STEPS[:2]))
+    assert wait_for(lambda: effects(host) == STEPS[:2] and checkpointed(host) == sorted(STEPS[:2]) and holding(host))
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    host.sh("pkill -f '^sleep 120'")  # the killed run's task, which would hold its lock until it ends
+    release_hold(host)
     killed = host.read_json(STATE + "/runs/selftest.json")["run_id"]
     other = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=beta")
     assert_failed_with(other, "selftest on this host: unfinished run %s" % killed, 'dataset="alpha"',
@@ -168,11 +180,11 @@ def test_a_runbook_that_only_adds_never_waits_on_an_unfinished_run(host):
     """Row 2: a killed additive run (a backup) is abandoned, recorded, and the next run goes on."""
     adds = ("-e", "runbook_confirm=%s" % host.name, "-e", "selftest_resumable=false")
     run = playbook(host, *adds, "-e", "selftest_hold_after=stop_services", background=True)
-    assert wait_for(lambda: effects(host) == STEPS[:2] and checkpointed(host) == sorted(STEPS[:2]))
+    assert wait_for(lambda: effects(host) == STEPS[:2] and checkpointed(host) == sorted(STEPS[:2]) and holding(host))
     killed = host.read_json(STATE + "/runs/selftest.json")["run_id"]
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    host.sh("pkill -f 'sleep 120'")
+    release_hold(host)
     nightly = playbook(host, *adds, "-e", "selftest_dataset=beta")
     assert nightly.returncode == 0, nightly.stdout[-3000:]
     assert "abandoned the unfinished run %s" % killed in " ".join(nightly.stdout.split())
@@ -226,7 +238,7 @@ def test_a_run_holding_the_host_for_maintenance_keeps_triage_to_observing(host):
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-        host.sh("pkill -f 'sleep 120'")
+        release_hold(host)
     host.sh("rm -f %s/locks/maintenance.json %s/locks/selftest.json" % (STATE, STATE))
     after = host.playbook("api_triage.yml")
     assert after.returncode == 0 and host.statuses()["api"] == "healthy", after.stdout[-3000:]

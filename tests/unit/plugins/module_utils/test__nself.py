@@ -181,7 +181,7 @@ def named_project(project):
 
 def test_status_asks_docker_about_unhealthy_services_and_reports_their_state(named_project):
     module = FakeModule({"status --json": (0, STATUS_UNHEALTHY, ""),
-                         "inspect fam_auth fam_minio fam_my_api": (0, INSPECT, "")})
+                         "inspect --type=container fam_auth fam_minio fam_my_api": (0, INSPECT, "")})
     cli = _nself.NselfCLI(module, named_project)
     services = dict((s["name"], s) for s in cli.status()[1])
     assert services["auth"] == {"name": "auth", "status": "restarting", "reported_status": "unhealthy",
@@ -201,10 +201,11 @@ def test_status_of_a_healthy_stack_does_not_run_docker(named_project):
 
 def test_status_keeps_nself_word_for_a_container_docker_does_not_know(named_project):
     module = FakeModule({"status --json": (0, '{"services": [{"name": "auth", "status": "unhealthy"}]}', ""),
-                         "inspect fam_auth": (1, "[]\n", "Error: No such object: fam_auth\n")})
+                         "inspect --type=container fam_auth": (1, "[]\n", "Error: No such object: fam_auth\n")})
     cli = _nself.NselfCLI(module, named_project)
     assert cli.status()[1] == [{"name": "auth", "status": "unhealthy"}]
-    assert cli.commands[-1]["rc"] == 1
+    assert cli.commands[-1]["rc"] == 1 and cli.warnings == [
+        "Docker has no container fam_auth, so whether it runs is unknown (is PROJECT_NAME in the env files the one nself uses?)"]
 
 
 @pytest.mark.parametrize("answer,warning", [
@@ -218,7 +219,7 @@ def test_status_without_docker_keeps_nself_word_and_says_why(named_project, answ
 
     answers = {"status --json": (0, '{"services": [{"name": "auth", "status": "unhealthy"}]}', "")}
     if answer:
-        answers["inspect fam_auth"] = answer
+        answers["inspect --type=container fam_auth"] = answer
     cli = _nself.NselfCLI(NoDocker(answers), named_project)
     assert cli.status()[1] == [{"name": "auth", "status": "unhealthy"}]
     assert len(cli.warnings) == 1 and warning in cli.warnings[0]
