@@ -224,7 +224,7 @@ class NselfCLI(object):
             prefix = nenv.project_name(self.project_dir, nenv.load_cascade(self.project_dir, self.env_name())[0])
         except (IOError, OSError) as exc:
             return self._warn("cannot read the env cascade for PROJECT_NAME (%s), so an unhealthy service may be stopped" % exc)
-        names = dict(("%s_%s" % (prefix, s["name"].replace("-", "_")), s) for s in suspects)
+        names = dict((nenv.container_name(prefix, s["name"]), s) for s in suspects)
         docker = self.module.get_bin_path("docker")
         if not docker:
             return self._warn("docker is not on PATH, so %s may be stopped rather than unhealthy (nself says unhealthy "

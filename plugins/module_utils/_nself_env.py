@@ -79,6 +79,22 @@ def load_cascade(project_dir, env_name):
     return merged, files
 
 
+def selected_environment(project_dir, environment=None):
+    """The environment given, else nself's choice; dev when .env itself cannot be read (the rights check
+    of _rights names that file)."""
+    if environment:
+        return environment
+    try:
+        return detect_environment(project_dir)
+    except (IOError, OSError):
+        return "dev"
+
+
 def project_name(project_dir, merged):
     """PROJECT_NAME as nself finds it: the env cascade (merged values), else the project directory's name."""
     return merged.get("PROJECT_NAME") or os.path.basename(os.path.normpath(project_dir))
+
+
+def container_name(project, service):
+    """The Docker container of a service as nself's compose file names it: <PROJECT_NAME>_<service>, - as _."""
+    return "%s_%s" % (project, service.replace("-", "_"))

@@ -100,7 +100,7 @@ class PostgresContainer(object):
         self.user, self.database = connection_settings(env)
         self.via = via
         self.service = service
-        self.container = "%s_%s" % (env.get("PROJECT_NAME", ""), service.replace("-", "_"))
+        self.container = nenv.container_name(nenv.project_name(project_dir, env), service)
         self.environ = dict(os.environ, **(environ or {}))
         self.binary = module.get_bin_path(nself_bin if via == "nself" else "docker", required=True,
                                           opt_dirs=["/usr/local/bin", "/opt/nself/bin"])

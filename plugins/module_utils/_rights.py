@@ -19,6 +19,7 @@ import pwd
 import stat
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils._disk import existing_parent
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -32,12 +33,6 @@ def _owner_and_mode(path):
     return "%s, %04o" % (owner, stat.S_IMODE(info.st_mode))
 
 
-def _nearest_existing(path):
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return path
-
-
 def missing_rights(project_dir, env_name, state_dir, docker_socket=DOCKER_SOCKET):
     """What the user this runs as cannot do of what the runbooks do: read every env file, write the state
     directory, use the Docker daemon. None when it can do all of it."""
@@ -49,7 +44,7 @@ def missing_rights(project_dir, env_name, state_dir, docker_socket=DOCKER_SOCKET
         if os.path.exists(path) and not os.access(path, os.R_OK):
             missing.append("read %s (%s)" % (path, _owner_and_mode(path)))
     if state_dir:
-        existing = _nearest_existing(state_dir)
+        existing = existing_parent(state_dir)
         if not os.access(existing, os.W_OK | os.X_OK):
             missing.append("write %s (%s is %s)" % (state_dir, existing, _owner_and_mode(existing)))
     if os.path.exists(docker_socket) and not os.access(docker_socket, os.R_OK | os.W_OK):

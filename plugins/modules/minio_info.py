@@ -71,7 +71,9 @@ credential_error:
   returned: always
   type: str
 credential_sets:
-  description: Each credential set of the env files, C({name, accepted, error}); C(name) is the pair of variable names.
+  description:
+    - Each credential set of the env files, C({name, accepted, error}); C(name) is the pair of variable names.
+    - Empty when the endpoint does not answer (nothing could be tried).
   returned: always
   type: list
   elements: dict
@@ -112,13 +114,13 @@ def argument_spec():
 
 
 def http_status(url, settings, timeout):
-    """The status code of GET url, or None when nothing answered."""
+    """(status code of GET url, None) or (None, why) when nothing answered."""
     try:
-        return open_url(url, timeout=timeout, validate_certs=bool(settings["validate_certs"]), follow_redirects="none").getcode()
+        return open_url(url, timeout=timeout, validate_certs=bool(settings["validate_certs"]), follow_redirects="none").getcode(), None
     except HTTPError as exc:
-        return exc.code
-    except Exception:  # refused, timed out, TLS, DNS
-        return None
+        return exc.code, None
+    except Exception as exc:  # refused, timed out, TLS, DNS
+        return None, str(getattr(exc, "reason", None) or exc)
 
 
 def try_credentials(settings):
@@ -150,15 +152,17 @@ def main():
     try:
         settings, env = s3lib.module_settings(params)
         endpoint = settings["endpoint_url"].rstrip("/")
-        live_code = http_status(endpoint + "/minio/health/live", settings, params["timeout"])
-        accepted, error = try_credentials(settings)
-        ready_code = http_status(endpoint + "/minio/health/ready", settings, params["timeout"]) if live_code in (200, 503) else None
+        live_code, silence = http_status(endpoint + "/minio/health/live", settings, params["timeout"])
+        # Nothing answers on the endpoint: boto3's retries of each credential set would only add a
+        # minute of backoff to a diagnosis that is already made.
+        accepted, error = try_credentials(settings) if live_code is not None else (False, "unreachable: %s" % silence)
+        ready_code = http_status(endpoint + "/minio/health/ready", settings, params["timeout"])[0] if live_code in (200, 503) else None
         if ready_code in (200, 503):
             health = {"source": "minio", "live": live_code == 200, "ready": ready_code == 200}
         else:
             health = {"source": "s3", "live": live_code is not None, "ready": accepted or error in AUTH_ERRORS}
         sets = []
-        for access, secret in CREDENTIAL_SETS:
+        for access, secret in CREDENTIAL_SETS if live_code is not None else []:
             if env.get(access) and env.get(secret):
                 ok, why = try_credentials(dict(settings, access_key=env[access], secret_key=env[secret]))
                 sets.append({"name": "%s/%s" % (access, secret), "accepted": ok, "error": why})

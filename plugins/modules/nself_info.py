@@ -444,11 +444,7 @@ def gather_facts(cli, gather, wanted_services):
 def require_rights(cli):
     """As ops without become, nself reads half the cascade and no container (the secrets file and the
     Docker socket are not the operator's): every service would read stopped. Say so instead."""
-    try:
-        env_name = cli.env_name()
-    except (IOError, OSError):
-        env_name = "dev"  # .env itself cannot be read: missing_rights names it
-    rights = missing_rights(cli.project_dir, env_name, None)
+    rights = missing_rights(cli.project_dir, nenv.selected_environment(cli.project_dir, cli.environ.get("NSELF_ENV")), None)
     if rights:
         raise NselfError(rights)
 

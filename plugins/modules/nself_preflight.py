@@ -206,10 +206,7 @@ def main():
     params = module.params
     problems, result = [], {}
     project_found = os.path.isdir(params["project_dir"])
-    try:
-        env_name = params["environment"] or (nenv.detect_environment(params["project_dir"]) if project_found else "dev")
-    except (IOError, OSError):
-        env_name = "dev"  # .env cannot be read: check_rights names it
+    env_name = nenv.selected_environment(params["project_dir"], params["environment"])
     checks = params["checks"]
     rights = missing_rights(params["project_dir"], env_name, params["state_dir"]) if project_found and "rights" in checks else None
     if rights:

@@ -141,7 +141,8 @@ def wait_for(cli, targets, wanted, timeout):
     When services are to run, one that is exited or dead on two polls in a row after nself started it
     has started and exited again (compose returns once the container has started), and one that has
     been `restarting` for LOOP_S is in a crash loop (Docker's restart policy): that fails then, with
-    its last log lines, instead of after the whole timeout."""
+    its last log lines, instead of after the whole timeout. A loop runs for a moment between its
+    restarts (`starting` on a real host): only a status in wanted ends it."""
     started = time.time()
     fell_before = set()
     looping_since = {}
@@ -150,7 +151,8 @@ def wait_for(cli, targets, wanted, timeout):
         if all(status in wanted for status in statuses.values()):
             return statuses, int(time.time() - started)
         fell = set(n for n, s in statuses.items() if s in FELL_BACK) if wanted is not DOWN else set()
-        looping_since = dict((n, looping_since.get(n, time.time())) for n in fell if statuses[n] == "restarting")
+        looping_since = dict((n, looping_since.get(n, time.time())) for n, s in statuses.items()
+                             if s == "restarting" or (n in looping_since and s not in wanted))
         fell = set(n for n in fell if n not in looping_since or time.time() - looping_since[n] >= LOOP_S)
         if fell & fell_before:
             names = sorted(fell & fell_before)

@@ -79,6 +79,20 @@ stage_integration() {
 # in tests/output/molecule-<scenario>.log and printed when it failed.
 MOLECULE_ORDER=(database framework storage auth incident committed ssh default)
 
+# The failed tests of a JUnit report, with the first line of each failure: the end of the output
+# (all a CI page may show) names the test, not only the scenario.
+failed_tests() {
+  [ -f "$1" ] || { echo "      (no test report: the scenario failed before its tests)"; return; }
+  python - "$1" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+for case in ET.parse(sys.argv[1]).iter("testcase"):
+    for failure in case.findall("failure") + case.findall("error"):
+        first = (failure.get("message") or "").strip().splitlines()[:1]
+        print("      %s %s::%s %s" % (failure.tag, case.get("classname"), case.get("name"), first[0][:300] if first else ""))
+EOF
+}
+
 stage_molecule() {
   local dest="$CACHE_DIR/molecule-collections" out results scenario rc=0
   out=$(mktemp -d); results=$(mktemp)
@@ -96,7 +110,9 @@ stage_molecule() {
     while (( $(jobs -rp | wc -l) >= ${MOLECULE_JOBS:-2} )); do wait -n || true; done
     (
       start=$SECONDS; code=0
-      ANSIBLE_COLLECTIONS_PATH="$dest" molecule test -s "$scenario" >"tests/output/molecule-$scenario.log" 2>&1 || code=$?
+      rm -f "tests/output/molecule-$scenario.xml"
+      PYTEST_ADDOPTS="--junitxml=$REPO_ROOT/tests/output/molecule-$scenario.xml" \
+        ANSIBLE_COLLECTIONS_PATH="$dest" molecule test -s "$scenario" >"tests/output/molecule-$scenario.log" 2>&1 || code=$?
       echo "$scenario $code $((SECONDS - start))" >>"$results"
     ) &
   done
@@ -109,6 +125,7 @@ stage_molecule() {
     fi
     printf '  molecule %-10s %s %4ds  %s\n' "$scenario" "$([ "$code" -eq 0 ] && echo passed || echo FAILED)" "$seconds" \
       "$(grep -a -E '[0-9]+ (passed|failed)' "tests/output/molecule-$scenario.log" | tail -1 | tr -d '=')"
+    [ "$code" -eq 0 ] || failed_tests "tests/output/molecule-$scenario.xml"
   done <"$results"
   [ "$(wc -l <"$results")" -eq "${#scenarios[@]}" ] || { echo "a molecule scenario left no result" >&2; rc=1; }
   rm -f "$results"

@@ -108,6 +108,29 @@ def test_minio_info_reads_minio_health_endpoints_when_the_server_has_them(run_mo
     assert "sk-not-shown" not in str(result)
 
 
+def test_minio_info_of_an_endpoint_nothing_answers_names_it_without_trying_s3(run_module, monkeypatch):
+    """A stopped minio refuses connections: the diagnosis is made from that, without boto3's retries
+    of each credential set (a minute of backoff in every triage of a down store)."""
+    import socket
+
+    from ansible_collections.nfamily.ops.plugins.modules import minio_info
+
+    def no_s3(settings):
+        raise AssertionError("an S3 call was made to an endpoint that does not answer")
+
+    monkeypatch.setattr(s3lib, "client", no_s3)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        args = {"endpoint_url": "http://127.0.0.1:%d" % port, "access_key": "ak", "secret_key": "sk-not-shown",
+                "buckets": ["nf-backups"]}
+        result = run_module(minio_info.main, args, {})[0]
+    assert result["reachable"] is False and result["credentials_accepted"] is False
+    assert result["credential_error"].startswith("unreachable: ") and "refused" in result["credential_error"].lower()
+    assert result["health"] == {"source": "s3", "live": False, "ready": False}
+    assert result["credential_sets"] == [] and result["buckets"] == []
+
+
 class FakeS3:
     """An S3 client whose calls answer from a script: {operation: error code or None}."""
 

@@ -178,6 +178,19 @@ def test_a_crash_looping_service_fails_after_30_s_naming_the_loop(run_module, tm
     assert 30 <= clock[0] - started <= 36
 
 
+def test_a_crash_loop_seen_starting_between_its_restarts_is_still_a_loop(run_module, tmp_path, clock):
+    """On a real host a looping container runs for a moment after each restart (health `starting`):
+    a poll that catches it so does not restart the loop's 30 s."""
+    answers = {"status --json": [status(auth="restarting"), status(auth="restarting"), status(auth="starting")] * 14,
+               "restart auth": (0, "", ""),
+               "logs auth --tail 4": (0, "2026-11-30T06:25:11Z [auth        ] FATAL: auth refuses to start\n", "")}
+    args = {"project_dir": project(tmp_path), "services": ["auth"], "state": "started", "timeout": 300}
+    started = clock[0]
+    result, calls = run_module(nself_service.main, args, answers)
+    assert result["failed"] and "Docker keeps restarting auth: a crash loop" in result["msg"], result
+    assert 30 <= clock[0] - started <= 40
+
+
 def test_a_dependent_restarting_for_a_while_is_waited_for(run_module, tmp_path, clock):
     """hasura exits while postgres recovers and Docker restarts it: that is not a crash loop yet."""
     answers = {"status --json": [status(hasura="exited")] + [status(hasura="restarting")] * 10 + [status()],
