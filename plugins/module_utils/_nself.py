@@ -216,7 +216,8 @@ class NselfCLI(object):
         """nself's status reads Docker's health before the state, and Docker marks a container's health
         `unhealthy` when it stops, pauses or waits between restarts. So an `unhealthy` service may not run at
         all: ask Docker, and report its state (exited, restarting, paused...) instead, keeping nself's word
-        in `reported_status`."""
+        in `reported_status`. A service nself saw running is asked about too: if Docker knows it but not a
+        suspect, that container was removed since nself looked (`stopped`)."""
         suspects = [s for s in services if s.get("status") == "unhealthy" and s.get("name")]
         if not suspects:
             return
@@ -229,7 +230,8 @@ class NselfCLI(object):
         if not docker:
             return self._warn("docker is not on PATH, so %s may be stopped rather than unhealthy (nself says unhealthy "
                               "for both)" % ", ".join(sorted(s["name"] for s in suspects)))
-        cmd = [docker, "inspect", "--type=container"] + sorted(names)
+        running = [nenv.container_name(prefix, s["name"]) for s in services if s.get("status") in ("healthy", "starting")]
+        cmd = [docker, "inspect", "--type=container"] + sorted(names) + running[:1]
         rc, out, err = self.module.run_command(cmd, check_rc=False)
         self.commands.append({"cmd": cmd, "rc": rc})
         try:
@@ -238,12 +240,14 @@ class NselfCLI(object):
             return self._warn("`docker inspect` gave no container states (rc %d: %s), so an unhealthy service may be "
                               "stopped" % (rc, clean_output(err or out)[:200]))
         unknown = sorted(name for name in names if name not in states)
-        if unknown:
-            self._warn("Docker has no container %s, so whether it runs is unknown (is PROJECT_NAME in the env files "
-                       "the one nself uses?)" % ", ".join(unknown))
+        if unknown and not states:  # Docker knows no container of the project by these names
+            return self._warn("Docker has no container %s, so whether it runs is unknown (is PROJECT_NAME in the env "
+                              "files the one nself uses?)" % ", ".join(unknown))
         for name, service in names.items():
             found = states.get(name)
-            if found and found["state"] and found["state"] != "running":
+            if found is None:  # Docker knows the project's other containers: this one was removed since nself looked
+                service.update(status="stopped", reported_status=service["status"])
+            elif found["state"] and found["state"] != "running":
                 service.update(found, status=found["state"], reported_status=service["status"])
 
     def env_name(self):

@@ -73,7 +73,7 @@ credential_error:
 credential_sets:
   description:
     - Each credential set of the env files, C({name, accepted, error}); C(name) is the pair of variable names.
-    - Empty when the endpoint does not answer (nothing could be tried).
+    - Empty when nothing listens on the endpoint (connection refused, unknown host), as nothing could be tried.
   returned: always
   type: list
   elements: dict
@@ -92,6 +92,8 @@ endpoint:
   returned: always
   type: str
 """
+
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.error import HTTPError
@@ -114,13 +116,17 @@ def argument_spec():
 
 
 def http_status(url, settings, timeout):
-    """(status code of GET url, None) or (None, why) when nothing answered."""
+    """(status code of GET url, None, False), or (None, why, whether nothing listens there) when nothing
+    answered: a refused connection or an unknown host, not a timeout or a TLS failure."""
     try:
-        return open_url(url, timeout=timeout, validate_certs=bool(settings["validate_certs"]), follow_redirects="none").getcode(), None
+        response = open_url(url, timeout=timeout, validate_certs=bool(settings["validate_certs"]),
+                            ca_path=settings["ca_bundle"], follow_redirects="none")
+        return response.getcode(), None, False
     except HTTPError as exc:
-        return exc.code, None
+        return exc.code, None, False
     except Exception as exc:  # refused, timed out, TLS, DNS
-        return None, str(getattr(exc, "reason", None) or exc)
+        reason = getattr(exc, "reason", None) or exc
+        return None, str(reason), isinstance(reason, (ConnectionRefusedError, socket.gaierror))
 
 
 def try_credentials(settings):
@@ -152,17 +158,17 @@ def main():
     try:
         settings, env = s3lib.module_settings(params)
         endpoint = settings["endpoint_url"].rstrip("/")
-        live_code, silence = http_status(endpoint + "/minio/health/live", settings, params["timeout"])
-        # Nothing answers on the endpoint: boto3's retries of each credential set would only add a
+        live_code, silence, nothing_listens = http_status(endpoint + "/minio/health/live", settings, params["timeout"])
+        # Nothing listens on the endpoint: boto3's retries of each credential set would only add a
         # minute of backoff to a diagnosis that is already made.
-        accepted, error = try_credentials(settings) if live_code is not None else (False, "unreachable: %s" % silence)
+        accepted, error = (False, "unreachable: %s" % silence) if nothing_listens else try_credentials(settings)
         ready_code = http_status(endpoint + "/minio/health/ready", settings, params["timeout"])[0] if live_code in (200, 503) else None
         if ready_code in (200, 503):
             health = {"source": "minio", "live": live_code == 200, "ready": ready_code == 200}
         else:
             health = {"source": "s3", "live": live_code is not None, "ready": accepted or error in AUTH_ERRORS}
         sets = []
-        for access, secret in CREDENTIAL_SETS if live_code is not None else []:
+        for access, secret in [] if nothing_listens else CREDENTIAL_SETS:
             if env.get(access) and env.get(secret):
                 ok, why = try_credentials(dict(settings, access_key=env[access], secret_key=env[secret]))
                 sets.append({"name": "%s/%s" % (access, secret), "accepted": ok, "error": why})

@@ -157,7 +157,7 @@ services:
       type: str
       sample: healthy
     reported_status:
-      description: What nself reported (V(unhealthy)) when Docker says the container does not run.
+      description: What nself reported (V(unhealthy)) when Docker says the container does not run (or no longer exists).
       type: str
       returned: when nself's status was replaced by the container's state
       sample: unhealthy

@@ -18,6 +18,8 @@ description:
     directory is an nself project, the env cascade of the selected environment is readable, and enough disk space is free.
   - The C(db) command is recognised by C(nself db help), not by the version number - the v0.9.9 release tag reports itself as
     0.9.8, while 0.9.8's own C(db) command rolls back C(n) migrations and keeps its backups in C(_backups/).
+  - The Python libraries of O(libraries) must be importable on the host (the modules run there, not on the controller);
+    every missing one is named, with the command that installs it on the host's distribution.
   - The user the module runs as must be able to read every env file of the cascade (the secrets among them), write
     O(state_dir) and use the Docker daemon. The runbooks need root on the host for that; over SSH as a non-root user
     that means become. Missing rights are the first problem reported.
@@ -47,15 +49,24 @@ options:
       - The collection's state directory on the host (locks, checkpoints, run records). The user the module runs as
         must be able to create or write it.
     type: path
-  checks:
+  libraries:
     description:
-      - Which checks to run - V(rights) (what the user may read, write and use), V(nself) (version and C(db) command),
-        V(cascade) (the env files and O(require_keys)), V(space) (O(free_space)). The runbooks check V(rights) first,
-        before their read-only checks of the request, and the rest at their start.
+      - Python libraries (import names) the runbook's modules will import on the host - V(boto3) (S3 - MinIO and offsite
+        copies), V(yaml) (PyYAML - merging an existing compose override for PITR).
     type: list
     elements: str
-    choices: [rights, nself, cascade, space]
-    default: [rights, nself, cascade, space]
+    choices: [boto3, yaml]
+    default: []
+  checks:
+    description:
+      - Which checks to run - V(rights) (what the user may read, write and use), V(libraries) (O(libraries)),
+        V(nself) (version and C(db) command), V(cascade) (the env files and O(require_keys)), V(space) (O(free_space)).
+        The runbooks check V(rights) and V(libraries) first, before their read-only checks of the request, and the rest
+        at their start.
+    type: list
+    elements: str
+    choices: [rights, libraries, nself, cascade, space]
+    default: [rights, libraries, nself, cascade, space]
   free_space:
     description: Paths and the bytes that must be free on their filesystem.
     type: list
@@ -75,6 +86,13 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Check, before anything else, what the storage runbook needs of the user and of the host's Python
+  nfamily.ops.nself_preflight:
+    project_dir: /opt/nself-family/backend
+    state_dir: /var/lib/nfamily-ops
+    libraries: [boto3]
+    checks: [rights, libraries]
+
 - name: Preflight for a restore that needs room for a safety backup
   nfamily.ops.nself_preflight:
     project_dir: /opt/nself-family/backend
@@ -115,6 +133,17 @@ free_space:
   type: list
   elements: dict
   sample: [{"path": "/opt/nself-family/backend/backups", "free_bytes": 5368709120, "required_bytes": 1073741824, "ok": true}]
+rights:
+  description: What the user the module runs as may not do of what the runbooks do, or null (also without V(rights) in O(checks)).
+  returned: always
+  type: str
+  sample: alice cannot read /opt/nself-family/backend/.env.secrets (nfamily, 0600) ...
+missing_libraries:
+  description: The O(libraries) this host's Python cannot import (empty without V(libraries) in O(checks)).
+  returned: always
+  type: list
+  elements: str
+  sample: [boto3]
 problems:
   description: Every problem found (empty when the host passed).
   returned: always
@@ -127,11 +156,12 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
+from ansible_collections.nfamily.ops.plugins.module_utils import _host_requirements as hostreq
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec, version_tuple
 from ansible_collections.nfamily.ops.plugins.module_utils._rights import missing_rights
 
-CHECKS = ("rights", "nself", "cascade", "space")
+CHECKS = ("rights", "libraries", "nself", "cascade", "space")
 
 
 def check_nself(module, params, result, problems):
@@ -200,6 +230,7 @@ def main():
         state_dir=dict(type="path"),
         free_space=dict(type="list", elements="dict", default=[], options=dict(
             path=dict(type="path", required=True), required_bytes=dict(type="int", required=True))),
+        libraries=dict(type="list", elements="str", default=[], choices=sorted(hostreq.LIBRARIES)),
         checks=dict(type="list", elements="str", default=list(CHECKS), choices=list(CHECKS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -209,8 +240,13 @@ def main():
     env_name = nenv.selected_environment(params["project_dir"], params["environment"])
     checks = params["checks"]
     rights = missing_rights(params["project_dir"], env_name, params["state_dir"]) if project_found and "rights" in checks else None
+    result["rights"] = rights
     if rights:
         problems.append(rights)
+    wanted = params["libraries"] if "libraries" in checks else []
+    result["missing_libraries"] = hostreq.missing_libraries(wanted)
+    if result["missing_libraries"]:
+        problems.append(hostreq.describe_missing(result["missing_libraries"]))
     if "nself" in checks:
         check_nself(module, params, result, problems)
     result["environment"] = env_name

@@ -111,7 +111,7 @@ stage_molecule() {
     (
       start=$SECONDS; code=0
       rm -f "tests/output/molecule-$scenario.xml"
-      PYTEST_ADDOPTS="--junitxml=$REPO_ROOT/tests/output/molecule-$scenario.xml" \
+      PYTEST_ADDOPTS="${PYTEST_ADDOPTS:+$PYTEST_ADDOPTS }--junitxml='$REPO_ROOT/tests/output/molecule-$scenario.xml'" \
         ANSIBLE_COLLECTIONS_PATH="$dest" molecule test -s "$scenario" >"tests/output/molecule-$scenario.log" 2>&1 || code=$?
       echo "$scenario $code $((SECONDS - start))" >>"$results"
     ) &

@@ -16,6 +16,7 @@ waits there until the gate is cleared: a test's breakpoint in a runbook), nself_
 """
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -130,8 +131,9 @@ def _foreign_pids():
         return []
 
 
-def _holder(project):
-    """Open client connections until PostgreSQL refuses more, then hold them."""
+def _holder(project, ready):
+    """Open client connections until PostgreSQL refuses more, say so on the file descriptor ready, then
+    hold them."""
     import psycopg2
     held = []
     while True:
@@ -141,6 +143,8 @@ def _holder(project):
                                          dbname=project.vars.get("POSTGRES_DB", "postgres"), application_name="leaky-pool"))
         except psycopg2.OperationalError:
             break
+    os.write(ready, b"x")
+    os.close(ready)
     while True:
         time.sleep(2)
         try:
@@ -183,13 +187,20 @@ def set_fault(name, targets):
         stack.stop_service(project, "postgres")
         return
     elif name == "exhaust_connections":
+        ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(ready_read)
             os.setsid()
-            _holder(project)
+            _holder(project, ready_write)
             os._exit(0)
+        os.close(ready_write)
+        # the fault is set once PostgreSQL refuses connections (or the holder died: its end closed)
+        ready = select.select([ready_read], [], [], 60)[0]
+        os.close(ready_read)
+        if not ready:
+            raise SystemExit("sandbox-fault: the connection holder did not exhaust PostgreSQL's connections in 60 s")
         targets = [str(pid)]
-        time.sleep(3)
     elif name == "break_nginx":
         mode = targets[0] if targets else "route"
         with open(_nginx_conf(project), encoding="utf-8") as handle:

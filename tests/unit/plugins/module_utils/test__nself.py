@@ -181,7 +181,7 @@ def named_project(project):
 
 def test_status_asks_docker_about_unhealthy_services_and_reports_their_state(named_project):
     module = FakeModule({"status --json": (0, STATUS_UNHEALTHY, ""),
-                         "inspect --type=container fam_auth fam_minio fam_my_api": (0, INSPECT, "")})
+                         "inspect --type=container fam_auth fam_minio fam_my_api fam_postgres": (0, INSPECT, "")})
     cli = _nself.NselfCLI(module, named_project)
     services = dict((s["name"], s) for s in cli.status()[1])
     assert services["auth"] == {"name": "auth", "status": "restarting", "reported_status": "unhealthy",
@@ -206,6 +206,30 @@ def test_status_keeps_nself_word_for_a_container_docker_does_not_know(named_proj
     assert cli.status()[1] == [{"name": "auth", "status": "unhealthy"}]
     assert cli.commands[-1]["rc"] == 1 and cli.warnings == [
         "Docker has no container fam_auth, so whether it runs is unknown (is PROJECT_NAME in the env files the one nself uses?)"]
+
+
+def test_status_calls_a_container_removed_since_nself_looked_stopped(named_project):
+    """Docker knows a container nself saw running (asked about with the suspects) but no longer this one (a
+    `docker compose down` in between): it does not run, and `stopped` sends nself_service to `nself start`,
+    never `nself restart`."""
+    postgres = json.dumps([{"Name": "/fam_postgres", "RestartCount": 0, "State": {"Status": "running", "ExitCode": 0}}])
+    module = FakeModule({"status --json": (0, '{"services": [{"name": "postgres", "status": "healthy"},'
+                                              '{"name": "auth", "status": "unhealthy"}]}', ""),
+                         "inspect --type=container fam_auth fam_postgres": (1, postgres, "Error: No such object: fam_auth\n")})
+    cli = _nself.NselfCLI(module, named_project)
+    services = dict((s["name"], s) for s in cli.status()[1])
+    assert services["auth"] == {"name": "auth", "status": "stopped", "reported_status": "unhealthy"}
+    assert services["postgres"] == {"name": "postgres", "status": "healthy"} and cli.warnings == []
+
+
+def test_status_keeps_nself_word_when_docker_knows_no_container_of_the_project(named_project):
+    """Neither the suspect nor the running reference: the prefix is wrong, not the container gone."""
+    module = FakeModule({"status --json": (0, '{"services": [{"name": "postgres", "status": "healthy"},'
+                                              '{"name": "auth", "status": "unhealthy"}]}', ""),
+                         "inspect --type=container fam_auth fam_postgres": (1, "[]\n", "Error: No such object: fam_auth\n")})
+    cli = _nself.NselfCLI(module, named_project)
+    assert dict((s["name"], s["status"]) for s in cli.status()[1]) == {"postgres": "healthy", "auth": "unhealthy"}
+    assert cli.warnings and cli.warnings[0].startswith("Docker has no container fam_auth")
 
 
 @pytest.mark.parametrize("answer,warning", [

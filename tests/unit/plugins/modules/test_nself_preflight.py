@@ -92,3 +92,17 @@ def test_the_rights_check_alone_runs_no_nself_and_reads_no_env_file(run_module, 
     result = run_module(nself_preflight.main, {"project_dir": project(tmp_path), "state_dir": str(tmp_path / "state"),
                                                "checks": ["rights"]}, {})[0]
     assert not result["failed"] and result["cascade"] == [] and result["free_space"] == [] and "nself_version" not in result
+
+
+def test_a_library_the_host_lacks_is_named_first_with_its_install_command(run_module, tmp_path, monkeypatch):
+    """Checked with the rights, before the runbook reads anything: every missing library at once."""
+    from ansible_collections.nfamily.ops.plugins.module_utils import _host_requirements as hostreq
+    monkeypatch.setitem(hostreq.LIBRARIES, "nfamily_no_such_lib", ("python3-nfamily-no-such-lib", "nfamily-no-such-lib", ()))
+    args = {"project_dir": project(tmp_path), "state_dir": str(tmp_path / "state"), "libraries": ["boto3", "nfamily_no_such_lib"],
+            "checks": ["rights", "libraries"]}
+    result = run_module(nself_preflight.main, args, {})[0]
+    assert result["failed"] and result["missing_libraries"] == ["nfamily_no_such_lib"]
+    assert result["msg"].startswith("Preflight failed: this host's Python (") and "install it with `" in result["msg"]
+    assert "nfamily-no-such-lib" in result["msg"] and "nself_version" not in result
+    without = run_module(nself_preflight.main, dict(args, checks=["rights"]), {})[0]
+    assert not without["failed"] and without["missing_libraries"] == []

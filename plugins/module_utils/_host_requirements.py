@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the nfamily.ops collection. It may change without notice.
+
+"""The Python libraries beyond the standard library that the collection's modules import on the
+managed host, and how a host gets them. One list: `nself_preflight` checks it before a runbook's
+first change, the README's host requirements table shows it, and a unit test fails when a module
+starts importing a library this list does not name."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import importlib.util
+import os
+import sys
+
+# import name: (Debian/Ubuntu package, pip package, the modules that import it)
+LIBRARIES = {
+    "boto3": ("python3-boto3", "boto3",
+              ("db_backup", "db_restore", "minio_bucket", "minio_info", "minio_object", "minio_prune")),
+    # _pitr imports it only to merge an existing compose override, which only db_wal_archive does
+    "yaml": ("python3-yaml", "PyYAML", ("db_base_backup", "db_pitr", "db_wal_archive")),
+}
+# Imported by the modules but installed with a library above.
+COMES_WITH = {"botocore": "boto3"}
+SYSTEM_PYTHON_DIRS = ("/usr/bin", "/bin")
+
+
+def missing_libraries(names):
+    """The names of LIBRARIES (import names) this Python cannot import."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def _debian_like(os_release):
+    try:
+        with open(os_release) as handle:
+            fields = dict(line.strip().split("=", 1) for line in handle if "=" in line)
+    except (IOError, OSError):
+        return False
+    words = " ".join(fields.get(key, "").strip('"') for key in ("ID", "ID_LIKE")).split()
+    return "debian" in words or "ubuntu" in words
+
+
+def install_command(names, executable=None, os_release="/etc/os-release"):
+    """The command that installs the libraries for this Python: the distribution's packages for the
+    system Python of Debian or Ubuntu, pip into any other interpreter."""
+    executable = executable or sys.executable
+    if os.path.dirname(executable) in SYSTEM_PYTHON_DIRS and _debian_like(os_release):
+        return "sudo apt-get install -y " + " ".join(LIBRARIES[name][0] for name in names)
+    return "%s -m pip install %s" % (executable, " ".join(LIBRARIES[name][1] for name in names))
+
+
+def describe_missing(names, executable=None, os_release="/etc/os-release"):
+    """None when this Python has every library, else one sentence naming all that it lacks and the
+    command that installs them."""
+    missing = missing_libraries(names)
+    if not missing:
+        return None
+    executable = executable or sys.executable
+    return ("this host's Python (%s) lacks %s, which the runbook's modules import on the host: install %s with `%s`"
+            % (executable, ", ".join("%s (%s)" % (name, LIBRARIES[name][0]) for name in missing),
+               "it" if len(missing) == 1 else "them", install_command(missing, executable, os_release)))
