@@ -18,12 +18,11 @@ import importlib.util
 import os
 import sys
 
-# import name: (Debian/Ubuntu package, pip package, the modules that import it)
+# import name: (Debian/Ubuntu package, pip package). Which modules import each: the README's table,
+# checked against the modules' source by tests/unit/test_host_requirements.py.
 LIBRARIES = {
-    "boto3": ("python3-boto3", "boto3",
-              ("db_backup", "db_restore", "minio_bucket", "minio_info", "minio_object", "minio_prune")),
-    # _pitr imports it only to merge an existing compose override, which only db_wal_archive does
-    "yaml": ("python3-yaml", "PyYAML", ("db_base_backup", "db_pitr", "db_wal_archive")),
+    "boto3": ("python3-boto3", "boto3"),
+    "yaml": ("python3-yaml", "PyYAML"),
 }
 # Imported by the modules but installed with a library above.
 COMES_WITH = {"botocore": "boto3"}
@@ -45,22 +44,27 @@ def _debian_like(os_release):
     return "debian" in words or "ubuntu" in words
 
 
-def install_command(names, executable=None, os_release="/etc/os-release"):
-    """The command that installs the libraries for this Python: the distribution's packages for the
-    system Python of Debian or Ubuntu, pip into any other interpreter."""
+def install_plan(names, executable=None, os_release="/etc/os-release"):
+    """How the libraries get into this Python: {manager, packages, command}. The distribution's
+    packages (apt) for the system Python of Debian or Ubuntu, pip into any other interpreter."""
     executable = executable or sys.executable
     if os.path.dirname(executable) in SYSTEM_PYTHON_DIRS and _debian_like(os_release):
-        return "sudo apt-get install -y " + " ".join(LIBRARIES[name][0] for name in names)
-    return "%s -m pip install %s" % (executable, " ".join(LIBRARIES[name][1] for name in names))
+        packages = [LIBRARIES[name][0] for name in names]
+        command = "sudo apt-get install -y " + " ".join(packages)
+        return dict(manager="apt", packages=packages, command=command if packages else "")
+    packages = [LIBRARIES[name][1] for name in names]
+    command = "%s -m pip install %s" % (executable, " ".join(packages))
+    return dict(manager="pip", packages=packages, command=command if packages else "")
 
 
-def describe_missing(names, executable=None, os_release="/etc/os-release"):
-    """None when this Python has every library, else one sentence naming all that it lacks and the
-    command that installs them."""
-    missing = missing_libraries(names)
-    if not missing:
-        return None
+def describe_missing(missing, executable=None, os_release="/etc/os-release"):
+    """One sentence naming the libraries this Python lacks (as missing_libraries found them) and how
+    to install them."""
     executable = executable or sys.executable
-    return ("this host's Python (%s) lacks %s, which the runbook's modules import on the host: install %s with `%s`"
+    plan = install_plan(missing, executable, os_release)
+    how = "`%s`" % plan["command"]
+    if plan["manager"] == "apt":
+        how += " (or run playbooks/host_prepare.yml)"
+    return ("this host's Python (%s) lacks %s, which the runbook's modules import on the host: install %s with %s"
             % (executable, ", ".join("%s (%s)" % (name, LIBRARIES[name][0]) for name in missing),
-               "it" if len(missing) == 1 else "them", install_command(missing, executable, os_release)))
+               "it" if len(missing) == 1 else "them", how))

@@ -251,7 +251,7 @@ class NselfCLI(object):
                 service.update(found, status=found["state"], reported_status=service["status"])
 
     def env_name(self):
-        return self.environ.get("NSELF_ENV") or nenv.detect_environment(self.project_dir)
+        return nenv.selected_environment(self.project_dir, self.environ.get("NSELF_ENV"))
 
     def _warn(self, warning):
         if warning not in self.warnings:

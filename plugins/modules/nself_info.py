@@ -333,8 +333,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils._rights import missing
 
 
 def project_env(params):
-    env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
-    return nenv.load_cascade(params["project_dir"], env_name)[0]
+    return nenv.load_cascade(params["project_dir"], nenv.selected_environment(params["project_dir"], params["environment"]))[0]
 
 
 def database_facts(module):
@@ -444,7 +443,7 @@ def gather_facts(cli, gather, wanted_services):
 def require_rights(cli):
     """As ops without become, nself reads half the cascade and no container (the secrets file and the
     Docker socket are not the operator's): every service would read stopped. Say so instead."""
-    rights = missing_rights(cli.project_dir, nenv.selected_environment(cli.project_dir, cli.environ.get("NSELF_ENV")), None)
+    rights = missing_rights(cli.project_dir, cli.env_name(), None)
     if rights:
         raise NselfError(rights)
 

@@ -99,7 +99,17 @@ if ! podman image exists "$image"; then
   trap - EXIT
 fi
 podman tag "$image" "$SANDBOX_IMAGE"
+
+# The bare variant: the same host without the Python libraries the modules import (Containerfile.bare).
+bare_hash=$( { echo "$recipe_hash"; cat "$sandbox_dir/Containerfile.bare"; } | sha256sum | cut -c1-12)
+bare_image="localhost/nfamily-sandbox-bare:$bare_hash"
+if ! podman image exists "$bare_image"; then
+  log "image: building $bare_image"
+  podman build -q --build-arg SANDBOX_IMAGE="$image" -t "$bare_image" -f "$sandbox_dir/Containerfile.bare" "$sandbox_dir" \
+    >"$CACHE_DIR/build-bare.log" 2>&1 || { tail -40 "$CACHE_DIR/build-bare.log" >&2; exit 1; }
+fi
+podman tag "$bare_image" "$SANDBOX_BARE_IMAGE"
 # Drop images of older recipes (kept while a container still uses one).
-podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/nfamily-sandbox:' |
-  grep -v -e ":$recipe_hash\$" -e ':latest$' | xargs -r podman rmi >/dev/null 2>&1 || true
+podman images --format '{{.Repository}}:{{.Tag}}' | grep -e '^localhost/nfamily-sandbox:' -e '^localhost/nfamily-sandbox-bare:' |
+  grep -v -e ":$recipe_hash\$" -e ":$bare_hash\$" -e ':latest$' | xargs -r podman rmi >/dev/null 2>&1 || true
 echo "$image"

@@ -8,6 +8,7 @@ export CACHE_DIR
 export CONTAINERS_CONF="$REPO_ROOT/tests/sandbox/containers.conf"
 export SANDBOX_NAME=${SANDBOX_NAME:-nfamily-sandbox}
 export SANDBOX_IMAGE=localhost/nfamily-sandbox:latest
+export SANDBOX_BARE_IMAGE=localhost/nfamily-sandbox-bare:latest
 export ANSIBLE_CONFIG="$REPO_ROOT/ansible.cfg"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 

@@ -7,6 +7,7 @@ import re
 import sys
 
 import pytest
+import yaml
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _host_requirements as hostreq
 
@@ -73,13 +74,18 @@ def readme_table(header):
     return rows[1:]  # without the rule under the header
 
 
-def test_every_library_a_module_imports_is_listed_with_exactly_the_modules_that_import_it():
-    listed = dict((lib, set(entry[2])) for lib, entry in hostreq.LIBRARIES.items())
+def importers():
+    """{library: {module}} as the modules' source says."""
     found = {}
     for module, libraries in module_libraries().items():
         for library in libraries:
             found.setdefault(library, set()).add(module)
-    assert found == listed, "plugins/module_utils/_host_requirements.py LIBRARIES does not match the modules' imports"
+    return found
+
+
+def test_every_library_a_module_imports_is_listed():
+    assert set(importers()) == set(hostreq.LIBRARIES), \
+        "plugins/module_utils/_host_requirements.py LIBRARIES does not match the modules' imports"
 
 
 def test_the_scan_sees_a_lazy_import_through_a_module_util():
@@ -92,7 +98,8 @@ def test_the_readme_library_table_is_the_list():
     rows = readme_table("| library | Debian/Ubuntu package | pip | imported by |")
     table = dict((row[0].strip("`"), (row[1].strip("`"), row[2].strip("`"), set(re.findall(r"`([a-z0-9_]+)`", row[3]))))
                  for row in rows)
-    assert table == dict((lib, (apt, pip, set(modules))) for lib, (apt, pip, modules) in hostreq.LIBRARIES.items())
+    found = importers()
+    assert table == dict((lib, (apt, pip, found[lib])) for lib, (apt, pip) in hostreq.LIBRARIES.items())
 
 
 def test_each_playbook_row_names_the_libraries_its_roles_modules_import():
@@ -129,6 +136,20 @@ def test_the_controller_side_code_imports_nothing_beyond_ansible_core_and_the_ee
             assert [line for line in handle if line.strip() and not line.startswith("#")] == [], name
 
 
+def test_every_list_of_library_choices_is_the_list():
+    """The roles' argument specs are static YAML: they must name the libraries LIBRARIES names."""
+    listed = sorted(hostreq.LIBRARIES)
+    specs = {}
+    for role, option in (("runbook", "runbook_require_libraries"), ("host_prepare", "host_prepare_libraries")):
+        with open(os.path.join(COLLECTION, "roles", role, "meta", "argument_specs.yml"), encoding="utf-8") as handle:
+            for entry in yaml.safe_load(handle)["argument_specs"].values():
+                if option in entry["options"]:
+                    specs["%s %s" % (role, option)] = sorted(entry["options"][option]["choices"])
+    assert specs == {"runbook runbook_require_libraries": listed, "host_prepare host_prepare_libraries": listed}
+    with open(os.path.join(COLLECTION, "roles", "host_prepare", "defaults", "main.yml"), encoding="utf-8") as handle:
+        assert sorted(yaml.safe_load(handle)["host_prepare_libraries"]) == listed  # a prepared host has them all
+
+
 @pytest.mark.parametrize("executable,os_release,expected", [
     ("/usr/bin/python3", "ID=debian\n", "sudo apt-get install -y python3-boto3 python3-yaml"),
     ("/usr/bin/python3", 'ID=ubuntu\nID_LIKE="debian"\n', "sudo apt-get install -y python3-boto3 python3-yaml"),
@@ -138,14 +159,24 @@ def test_the_controller_side_code_imports_nothing_beyond_ansible_core_and_the_ee
 def test_the_install_command_fits_the_interpreter_and_distribution(tmp_path, executable, os_release, expected):
     release = tmp_path / "os-release"
     release.write_text(os_release)
-    assert hostreq.install_command(["boto3", "yaml"], executable, str(release)) == expected
+    assert hostreq.install_plan(["boto3", "yaml"], executable, str(release))["command"] == expected
 
 
 def test_a_missing_library_is_named_with_its_package_and_command(tmp_path, monkeypatch):
-    monkeypatch.setitem(hostreq.LIBRARIES, "nfamily_no_such_lib", ("python3-nfamily-no-such-lib", "nfamily-no-such-lib", ()))
+    monkeypatch.setitem(hostreq.LIBRARIES, "nfamily_no_such_lib", ("python3-nfamily-no-such-lib", "nfamily-no-such-lib"))
     release = tmp_path / "os-release"
     release.write_text("ID=debian\n")
-    assert hostreq.describe_missing(["boto3", "yaml"]) is None  # both are in the test venv
-    assert hostreq.describe_missing(["boto3", "nfamily_no_such_lib"], "/usr/bin/python3", str(release)) == (
+    assert hostreq.missing_libraries(["boto3", "yaml", "nfamily_no_such_lib"]) == ["nfamily_no_such_lib"]
+    assert hostreq.describe_missing(["nfamily_no_such_lib"], "/usr/bin/python3", str(release)) == (
         "this host's Python (/usr/bin/python3) lacks nfamily_no_such_lib (python3-nfamily-no-such-lib), which the "
-        "runbook's modules import on the host: install it with `sudo apt-get install -y python3-nfamily-no-such-lib`")
+        "runbook's modules import on the host: install it with `sudo apt-get install -y python3-nfamily-no-such-lib` "
+        "(or run playbooks/host_prepare.yml)")
+    assert hostreq.describe_missing(["boto3", "nfamily_no_such_lib"], "/opt/venv/bin/python", str(release)) == (
+        "this host's Python (/opt/venv/bin/python) lacks boto3 (python3-boto3), nfamily_no_such_lib "
+        "(python3-nfamily-no-such-lib), which the runbook's modules import on the host: install them with "
+        "`/opt/venv/bin/python -m pip install boto3 nfamily-no-such-lib`")
+
+
+def test_nothing_missing_is_nothing_to_install():
+    assert hostreq.install_plan([], "/usr/bin/python3")["packages"] == []
+    assert hostreq.install_plan([], "/usr/bin/python3")["command"] == ""

@@ -16,5 +16,8 @@ PG_SOCKET_DIR = "/var/run/postgresql"
 MINIO_DATA = os.environ.get("NSELF_SANDBOX_MINIO_DATA", "/srv/minio")
 REDIS_DATA = os.path.join(VOLUMES_DIR, "redis_data")
 SHARE_DIR = os.path.dirname(os.path.abspath(__file__))
+# What the stand-in's processes put on PYTHONPATH: its package, and the libraries the bare variant keeps
+# for it alone (tests/sandbox/Containerfile.bare).
+PYTHONPATH = os.pathsep.join((os.path.dirname(SHARE_DIR), os.path.join(os.path.dirname(SHARE_DIR), "vendor")))
 DEFAULT_PROJECT = "/opt/nself-family/backend"
 NSELF_VERSION = "0.9.9"

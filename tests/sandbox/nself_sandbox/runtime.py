@@ -165,7 +165,7 @@ def start(record):
                   shim_pid=None, restarting=False, paused=False, restart_count=0, start_error=None)
     save(record)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(paths.SHARE_DIR)
+    env["PYTHONPATH"] = paths.PYTHONPATH
     # The shim records its own pid before anything else, so no write here can race its records.
     subprocess.Popen([sys.executable, "-m", "nself_sandbox.shim", record["name"]],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
