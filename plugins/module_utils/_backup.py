@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import json
 import os
+import stat
 import time
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
@@ -39,17 +40,28 @@ def manifest_path(backup_path):
     return backup_path + MANIFEST_SUFFIX
 
 
-def read_manifest(path):
+def read_manifest(path, producer=PRODUCER, suffix=MANIFEST_SUFFIX):
+    """The manifest at path, written by producer. A manifest speaks only for the file it sits beside
+    (its own name without suffix): one naming any other file (`../x`, `/etc/shadow`) is refused, and
+    so is a symbolic link, so nothing read from a planted manifest makes retention delete or restore
+    read a file elsewhere."""
     try:
-        with open(path) as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd) as handle:
             manifest = json.load(handle)
     except (IOError, OSError) as exc:
+        if os.path.islink(path):
+            raise BackupError("the manifest %s is a symbolic link; manifests are read only as regular files" % path)
         raise BackupError("cannot read the manifest %s: %s" % (path, exc))
     except ValueError as exc:
         raise BackupError("the manifest %s is not valid JSON (%s)" % (path, exc))
-    if not isinstance(manifest, dict) or manifest.get("producer") != PRODUCER or not manifest.get("sha256"):
-        raise BackupError("%s is not a manifest written by %s" % (path, PRODUCER))
-    manifest["path"] = os.path.join(os.path.dirname(path), manifest["file"])
+    if not isinstance(manifest, dict) or manifest.get("producer") != producer or not manifest.get("sha256"):
+        raise BackupError("%s is not a manifest written by %s" % (path, producer))
+    beside = os.path.basename(path)[:-len(suffix)] if path.endswith(suffix) else ""
+    if manifest.get("file") != beside or not valid_name(beside):
+        raise BackupError("the manifest %s names the file %r, not the file beside it (%r): a manifest speaks only for that one"
+                          % (path, manifest.get("file"), beside))
+    manifest["path"] = os.path.join(os.path.dirname(path), beside)
     manifest["manifest"] = path
     return manifest
 
@@ -165,8 +177,14 @@ def default_name(database, now):
     return "%s_%s.dump" % (database, now.strftime("%Y%m%dT%H%M%SZ"))
 
 
+def valid_name(name):
+    """A plain file name in its directory: no '/', not '.'-hidden (partial files are), no manifest or partial suffix."""
+    return bool(name) and "/" not in name and "\0" not in name and not name.startswith(PARTIAL_PREFIX) \
+        and not name.endswith((MANIFEST_SUFFIX, PARTIAL_SUFFIX))
+
+
 def check_name(name):
-    if not name or "/" in name or name.startswith(PARTIAL_PREFIX) or name.endswith((MANIFEST_SUFFIX, PARTIAL_SUFFIX)):
+    if not valid_name(name):
         raise BackupError("backup name %r is not valid: a plain file name, not starting with '.', not ending in %s or %s"
                           % (name, MANIFEST_SUFFIX, PARTIAL_SUFFIX))
     return name
@@ -223,10 +241,33 @@ def tables_with_data(toc):
 
 
 def remove_backup(entry):
-    """Manifest first: a crash in between leaves an unlisted file, never a listed backup without data."""
+    """Remove a backup and its manifest, manifest first: a crash in between leaves an unlisted file, never a
+    listed backup without data. Both must be regular files (lstat, never following a link): anything else
+    is left alone and named."""
+    present = []
     for path in (entry["manifest"], entry["path"]):
-        if os.path.exists(path):
-            os.unlink(path)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise BackupError("%s is not a regular file (a link or a directory where a backup belongs): retention leaves "
+                              "it and its backup alone; look at who put it there" % path)
+        present.append(path)
+    for path in present:
+        os.unlink(path)
+
+
+def remove_backups(doomed):
+    """Remove each doomed backup (remove_backup): (the paths removed, what was left alone and why)."""
+    removed, refusals = [], []
+    for entry in doomed:
+        try:
+            remove_backup(entry)
+            removed.append(entry["path"])
+        except BackupError as exc:
+            refusals.append(str(exc))
+    return removed, refusals
 
 
 def copy_offsite(s3lib, s3, manifest, bucket, prefix):

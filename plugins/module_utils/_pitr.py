@@ -28,6 +28,7 @@ import stat
 import tarfile
 import time
 
+from ansible_collections.nfamily.ops.plugins.module_utils._backup import BackupError, read_manifest
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow, write_json
 
 ARCHIVE_MOUNT = "/var/lib/postgresql/wal_archive"
@@ -193,21 +194,19 @@ def base_name(moment):
 
 
 def base_catalogue(directory):
-    """Manifests of the complete base backups in directory, oldest first (by end time)."""
+    """Manifests of the complete base backups in directory, oldest first (by end time); only db_base_backup's,
+    each for the tarball beside it (_backup.read_manifest)."""
     if not os.path.isdir(directory):
         return []
     found = []
     for name in os.listdir(directory):
         if not (name.startswith(BASE_PREFIX) and name.endswith(BASE_SUFFIX + MANIFEST_SUFFIX)):
             continue
-        path = os.path.join(directory, name)
         try:
-            with open(path) as handle:
-                manifest = json.load(handle)
+            manifest = read_manifest(os.path.join(directory, name), PRODUCER, MANIFEST_SUFFIX)
             manifest["finished"] = parse_time(manifest["finished_at"])
-        except (IOError, ValueError, KeyError):
+        except (BackupError, ValueError, KeyError, TypeError):
             continue
-        manifest.update(path=os.path.join(directory, manifest["file"]), manifest=path)
         found.append(manifest)
     return sorted(found, key=lambda m: m["finished"])
 

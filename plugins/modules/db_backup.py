@@ -241,14 +241,15 @@ def main():
                 raise s3lib.S3Error("%s. The local backup %s is kept (sha256 %s); copy it again with nfamily.ops.minio_object"
                                     % (exc, manifest["path"], manifest["sha256"]))
         doomed = bk.prune_plan(bk.catalogue(dest), params["keep_count"], params["keep_days"], bk.utcnow())
-        for entry in doomed:
-            bk.remove_backup(entry)
+        pruned, refusals = bk.remove_backups(doomed)
     except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot write the backup in %s: %s" % (dest, exc))
-    module.exit_json(changed=True, backup=manifest, pruned=[e["path"] for e in doomed],
-                     removed_partials=partials, commands=pg.commands)
+    if refusals:
+        module.fail_json(msg="retention: %s. The backup %s was taken and verified" % ("; ".join(refusals), manifest["path"]),
+                         changed=True, backup=manifest, pruned=pruned, removed_partials=partials, commands=pg.commands)
+    module.exit_json(changed=True, backup=manifest, pruned=pruned, removed_partials=partials, commands=pg.commands)
 
 
 if __name__ == "__main__":

@@ -219,8 +219,7 @@ def main():
         files.ensure_dir(dest)
         manifest = take(pg, dest, name, params["compress"], facts)
         kept, doomed = retention(pitr.base_catalogue(dest), params["keep_count"])
-        for entry in doomed:
-            bk.remove_backup(entry)
+        pruned, refusals = bk.remove_backups(doomed)
         pruned_wal = {"files": 0, "bytes": 0}
         if params["prune_archive"] and kept:
             for name in pitr.prune_archive_plan(archive_dir, kept[0]["start_segment"], kept[0].get("segment_size", 16777216)):
@@ -232,7 +231,11 @@ def main():
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot write the base backup in %s: %s" % (dest, exc), commands=pg.commands if pg else [])
-    module.exit_json(changed=True, backup=public(manifest), pruned=[e["path"] for e in doomed], pruned_wal=pruned_wal,
+    if refusals:
+        module.fail_json(msg="retention: %s. The base backup %s was taken and read back" % ("; ".join(refusals), manifest["path"]),
+                         changed=True, backup=public(manifest), pruned=pruned, pruned_wal=pruned_wal, removed_partials=partials,
+                         commands=pg.commands)
+    module.exit_json(changed=True, backup=public(manifest), pruned=pruned, pruned_wal=pruned_wal,
                      removed_partials=partials, commands=pg.commands)
 
 

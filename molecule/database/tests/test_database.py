@@ -154,6 +154,31 @@ def test_wrong_checksum_in_manifest_is_refused(host):
         host.sh("mv {m}.orig {m}".format(m=manifest_file))
 
 
+def test_a_planted_manifest_is_neither_pruned_nor_restored(host):
+    """Issue 17, item 1: a manifest in the backups directory, ours in every field but the file it names,
+    older than anything retention keeps. The nightly backup's retention deletes none of the files it names,
+    and a restore of it is refused before anything stops."""
+    planted = {"producer": "nfamily.ops.db_backup", "file": "../.env.secrets", "sha256": "0" * 64, "size": 1,
+               "finished_at": "2000-01-01T00:00:00Z", "database": "nself_family"}
+    host.sh("cat > %s/planted.dump.manifest.json <<'EOF'\n%s\nEOF\ncp /etc/hostname /tmp/victim && "
+            "ln -sfn /tmp/victim %s/linked.dump" % (BACKUPS, json.dumps(planted), BACKUPS))
+    linked = dict(planted, file="linked.dump")
+    host.sh("cat > %s/linked.dump.manifest.json <<'EOF'\n%s\nEOF" % (BACKUPS, json.dumps(linked)))
+    secrets = host.run("sha256sum", PROJECT + "/.env.secrets").stdout
+    try:
+        backup = host.playbook("db_backup.yml", "-e", "backup_name=after_planting.dump")  # keep_days 14: 2000 is doomed
+        assert_failed_with(backup, "%s/linked.dump is not a regular file" % BACKUPS, "retention leaves it and its backup alone")
+        assert host.run("sha256sum", PROJECT + "/.env.secrets").stdout == secrets
+        assert host.run("test", "-f", "/tmp/victim").returncode == 0
+        assert manifest(host, "after_planting.dump")["file"] == "after_planting.dump"  # the backup itself was taken
+        restore = host.playbook("db_restore.yml", "-e", "restore_source=planted.dump.manifest.json", *confirm(host))
+        assert_failed_with(restore, "names the file '../.env.secrets', not the file beside it ('planted.dump')")
+        assert all_healthy(host)
+    finally:
+        host.sh("rm -f {b}/planted.dump.manifest.json {b}/linked.dump {b}/linked.dump.manifest.json {b}/after_planting.dump* "
+                "/tmp/victim".format(b=BACKUPS))
+
+
 def test_prod_without_confirmation_changes_nothing(host):
     change_data(host)
     before = counts(host)

@@ -47,6 +47,60 @@ def test_catalogue_lists_only_own_manifests_newest_first(tmp_path):
     assert [m["file"] for m in bk.catalogue(str(tmp_path))] == ["b.dump", "a.dump"]
 
 
+def plant(directory, manifest_name, names, older=True):
+    """A manifest an attacker wrote: ours in every field but the file it names."""
+    manifest = {"producer": bk.PRODUCER, "file": names, "sha256": "0" * 64, "size": 1,
+                "finished_at": "2000-01-01T00:00:00Z" if older else "2099-01-01T00:00:00Z"}
+    (directory / manifest_name).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("names", ["/etc/shadow", "../victim", "victim", "sub/../victim", ".hidden", ""])
+def test_a_planted_manifest_naming_another_file_is_never_listed_resolved_or_pruned(tmp_path, names):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("family data")
+    (backups / "victim").write_text("family data")
+    write_backup(backups, "a.dump", finished_at="2026-11-26T00:00:00Z")
+    write_backup(backups, "b.dump", finished_at="2026-11-27T00:00:00Z")
+    plant(backups, "planted.dump" + bk.MANIFEST_SUFFIX, names)
+    entries = bk.catalogue(str(backups))
+    assert [m["file"] for m in entries] == ["b.dump", "a.dump"]
+    for doomed in bk.prune_plan(entries, 1, 0, NOW):
+        bk.remove_backup(doomed)
+    assert victim.read_text() == "family data" and (backups / "victim").read_text() == "family data"
+    assert sorted(os.listdir(str(backups))) == ["b.dump", "b.dump.manifest.json", "planted.dump.manifest.json", "victim"]
+    with pytest.raises(bk.BackupError, match="not the file beside it"):
+        bk.resolve("planted.dump" + bk.MANIFEST_SUFFIX, str(backups))
+
+
+def test_a_manifest_that_is_a_symbolic_link_is_not_read(tmp_path):
+    write_backup(tmp_path, "real.dump")
+    os.symlink(str(tmp_path / "real.dump.manifest.json"), str(tmp_path / "link.dump.manifest.json"))
+    (tmp_path / "link.dump").write_bytes(b"PGDMP-data")
+    assert [m["file"] for m in bk.catalogue(str(tmp_path))] == ["real.dump"]
+    with pytest.raises(bk.BackupError, match="symbolic link"):
+        bk.resolve("link.dump", str(tmp_path))
+
+
+def test_retention_leaves_a_backup_whose_file_is_a_link_and_says_so(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("family data")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    write_backup(backups, "old.dump")
+    os.unlink(str(backups / "old.dump"))
+    os.symlink(str(victim), str(backups / "old.dump"))
+    entry = bk.catalogue(str(backups))[0]
+    with pytest.raises(bk.BackupError, match="not a regular file"):
+        bk.remove_backup(entry)
+    assert victim.read_text() == "family data"
+    assert (backups / "old.dump.manifest.json").exists() and os.path.islink(str(backups / "old.dump"))
+    write_backup(backups, "older.dump", finished_at="2026-01-01T00:00:00Z")
+    removed, refusals = bk.remove_backups(bk.catalogue(str(backups)))  # the rest of retention still happens
+    assert removed == [str(backups / "older.dump")] and len(refusals) == 1 and "old.dump is not a regular file" in refusals[0]
+
+
 def test_resolve_latest_path_and_manifest(tmp_path):
     path = write_backup(tmp_path, "a.dump")
     assert bk.resolve("latest", str(tmp_path))["path"] == path

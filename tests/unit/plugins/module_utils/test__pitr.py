@@ -196,8 +196,14 @@ def test_base_catalogue_lists_complete_backups_oldest_first(tmp_path):
     for stamp in ("2026-11-26T01:00:00Z", "2026-11-25T01:00:00Z"):
         name = "base_%s.tar.gz" % stamp.replace("-", "").replace(":", "")
         (tmp_path / name).write_bytes(b"x")
-        pitr.write_base_manifest(str(tmp_path / name), {"file": name, "finished_at": stamp})
+        pitr.write_base_manifest(str(tmp_path / name), {"producer": pitr.PRODUCER, "file": name, "sha256": "0" * 64,
+                                                        "finished_at": stamp})
     (tmp_path / "base_broken.tar.gz.json").write_text("{not json")
+    # planted: another producer's, and ours naming a file that is not beside it
+    pitr.write_base_manifest(str(tmp_path / "base_foreign.tar.gz"), {"producer": "someone", "file": "base_foreign.tar.gz",
+                                                                     "sha256": "0" * 64, "finished_at": "2000-01-01T00:00:00Z"})
+    pitr.write_base_manifest(str(tmp_path / "base_planted.tar.gz"), {"producer": pitr.PRODUCER, "file": "../../etc/shadow",
+                                                                     "sha256": "0" * 64, "finished_at": "2000-01-01T00:00:00Z"})
     assert [b["finished_at"] for b in pitr.base_catalogue(str(tmp_path))] == ["2026-11-25T01:00:00Z", "2026-11-26T01:00:00Z"]
 
 
