@@ -14,6 +14,9 @@ version_added: 0.1.0
 description:
   - Returns a copy of the input where the value of every key that looks like a secret (password, secret, token, key,
     credential, private, dsn, auth) is replaced by C([redacted]), in nested dicts and lists too.
+  - Strings are also scrubbed of values shaped like secrets whatever their key - the password of a URL
+    (C(postgres://user:[redacted]@host)), a JWT, a C(Bearer) or C(Basic) authorization value, and C(NAME=value) lines or
+    C("name" - "value") JSON members where the name says password, secret, token or key.
   - The runbook role passes run inputs and parameters through it before they reach a module, so secrets do not appear in
     module arguments, which Ansible prints at C(-vvv).
 options:
@@ -21,6 +24,10 @@ options:
     description: The data to redact.
     type: raw
     required: true
+  by_key:
+    description: Also replace the values of secret-looking keys. V(false) scrubs only (for text under titles).
+    type: bool
+    default: true
 author:
   - nfamily.ops maintainers (@nfamily)
 """
@@ -38,7 +45,7 @@ _value:
   type: raw
 """
 
-from ansible_collections.nfamily.ops.plugins.module_utils._runbook import redact
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import redact
 
 
 class FilterModule(object):

@@ -22,6 +22,7 @@ import tempfile
 from collections import namedtuple
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import scrub
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
 VERSION_RE = re.compile(r"(?<![\d.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.]+)?)")
@@ -277,8 +278,8 @@ class NselfCLI(object):
     def doctor(self):
         result = self.run(["doctor"])
         lines = (result.stdout + "\n" + result.stderr).splitlines()
-        findings = [line.strip()[1:].strip() for line in lines if line.strip().startswith(("✗", "⚠", "✱"))]
-        return {"rc": result.rc, "ok": result.rc == 0, "findings": findings, "output": result.stdout}
+        findings = [scrub(line.strip()[1:].strip()) for line in lines if line.strip().startswith(("✗", "⚠", "✱"))]
+        return {"rc": result.rc, "ok": result.rc == 0, "findings": findings, "output": scrub(result.stdout)}
 
 
 def _detach_stdin():

@@ -34,8 +34,6 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 DEFAULT_STATE_DIR = "/var/lib/nfamily-ops"
 RUN_ID_ENV = "NFAMILY_OPS_RUN_ID"
 MAINTENANCE = "maintenance"
-SECRET_KEY_RE = re.compile(r"pass(word)?|secret|token|credential|private|(^|_)key($|_)|api_?key|dsn|auth", re.I)
-REDACTED = "[redacted]"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 POLL_S = 2
 
@@ -59,15 +57,6 @@ def parse_time(text):
 def check_name(kind, value):
     if not NAME_RE.match(value or ""):
         raise RunbookStateError("%s %r is not valid: use lower-case letters, digits, '.', '_' or '-' (at most 64)" % (kind, value))
-    return value
-
-
-def redact(value):
-    """A copy of value with every secret-looking key's value replaced, at any depth."""
-    if isinstance(value, dict):
-        return dict((k, REDACTED if SECRET_KEY_RE.search(str(k)) else redact(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
     return value
 
 

@@ -33,7 +33,8 @@ attributes:
     details: Reports the settings and the override file it would change, with a diff; writes nothing.
   diff_mode:
     support: full
-    details: The override file before and after (it holds no secret).
+    details: The override file this module writes new, or only the mount it adds to an existing one (which may hold
+      secrets in C(environment)).
 options:
   state:
     description: V(enabled) archives WAL; V(disabled) sets C(archive_mode=off) (the mount and the archive stay).
@@ -178,6 +179,16 @@ def plan_override(params, archive_dir):
     return path, current, new
 
 
+def override_diff(path, current, new, service, source, mount):
+    """The override's change for --diff: the whole file when the module writes it new, else only the mount
+    it adds. An existing override may carry `environment:` secrets, and AWX keeps every result."""
+    if current is None:
+        return {"before": "", "after": new, "before_header": path, "after_header": path}
+    return {"before": "", "after": "services:\n  %s:\n    volumes:\n      - %s:%s\n" % (service, source, mount),
+            "before_header": "%s (only the mount added; the rest is kept as it is, and not shown)" % path,
+            "after_header": path}
+
+
 def write_override(path, current, new):
     """Replace the override file atomically (its mode and owner kept; 0644 for a new one), after a backup."""
     backup = files.backup_copy(path, utcnow()) if current is not None else None
@@ -222,8 +233,8 @@ def main():
             override_path, override_before, override_after = plan_override(params, archive_dir)
         result["override"] = {"path": override_path, "changed": override_after is not None}
         if override_after is not None:
-            result["diff"] = {"before": override_before or "", "after": override_after, "before_header": override_path,
-                              "after_header": override_path}
+            result["diff"] = override_diff(override_path, override_before, override_after, params["postgres_service"],
+                                           pitr.compose_source(params["project_dir"], archive_dir), params["archive_mount"])
         restart_keys = ("archive_mode", "wal_level")
         pending = [k for k in restart_keys if k in wanted and (k in to_alter or current[k][0] != wanted[k])]
         result["restart_required"] = bool(pending) or override_after is not None

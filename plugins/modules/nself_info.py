@@ -217,7 +217,7 @@ urls:
   type: dict
   sample: {"base_domain": "family.nself.org", "protocol": "https"}
 doctor:
-  description: Result of C(nself doctor).
+  description: Result of C(nself doctor), secret-shaped values (a URL's password, a JWT, C(NAME=value) of a secret) replaced.
   returned: when O(gather) contains V(doctor)
   type: dict
   contains:

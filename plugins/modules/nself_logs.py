@@ -18,6 +18,8 @@ description:
     parses each C(YYYY-MM-DD HH:MM:SS [service] message) line.
   - With O(errors_only), keeps the lines that report a problem (error, fatal, panic, exception, refused, timeout,
     out of memory, killed, a JSON C(level) of error or fatal, or an HTTP 5xx in an access log line).
+  - Values shaped like secrets in a message (the password of a URL, a JWT, a C(Bearer) value, C(NAME=value) where the
+    name says password, secret, token or key) are replaced by C([redacted]) before the entry is returned.
   - Read-only. A service unknown to the project fails the module, naming it.
 extends_documentation_fragment:
   - nfamily.ops.nself
@@ -83,6 +85,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import scrub
 
 LINE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})\S*\s+\[[^\]]*\]\s?(.*)$")
 PROBLEM_RE = re.compile(
@@ -134,7 +137,7 @@ def main():
             kept = [(t, m) for t, m in lines
                     if (not params["errors_only"] or is_problem(m)) and (not pattern or pattern.search(m))]
             counts[service] = {"read": len(lines), "kept": len(kept)}
-            entries.extend({"time": t, "service": service, "message": m} for t, m in kept)
+            entries.extend({"time": t, "service": service, "message": scrub(m)} for t, m in kept)
     except NselfError as exc:
         module.fail_json(msg=str(exc), commands=cli.commands if cli else [])
     module.exit_json(changed=False, entries=entries, counts=counts, commands=cli.commands)

@@ -182,6 +182,7 @@ state_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import redact
 
 
 def begin(module, state, now):
@@ -205,7 +206,7 @@ def begin(module, state, now):
     else:
         previous = state if decision == "abandon_and_new" else None
         state = {"runbook": params["runbook"], "run_id": params["run_id"], "runs": [params["run_id"]],
-                 "steps": params["steps"], "inputs": rb.redact(params["inputs"]), "inputs_digest": inputs_digest,
+                 "steps": params["steps"], "inputs": redact(params["inputs"]), "inputs_digest": inputs_digest,
                  "started_at": rb.isoformat(now), "status": "running", "done": {}}
         if previous:
             state["abandoned"] = rb.abandoned_summary(previous)
@@ -234,7 +235,7 @@ def mark_started(params, state, now):
 def mark_done(params, state, now):
     check_step(params, state)
     done = dict(state["done"])
-    done[params["step"]] = {"at": rb.isoformat(now), "run_id": params["run_id"], "data": rb.redact(params["data"])}
+    done[params["step"]] = {"at": rb.isoformat(now), "run_id": params["run_id"], "data": redact(params["data"])}
     return dict(state, done=done)
 
 

@@ -119,6 +119,7 @@ import socket
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import redact
 
 
 def host_user():
@@ -132,7 +133,7 @@ def build_record(params, now, hostname):
         duration = int((now - rb.parse_time(started)).total_seconds())
     except ValueError:
         raise rb.RunbookStateError("started_at %r is not a UTC time like 2026-11-27T01:00:00Z" % started)
-    return rb.redact({
+    return redact({
         "run_id": params["run_id"], "runbook": params["runbook"], "host": hostname, "host_user": host_user(),
         "result": params["result"], "who": params["who"], "playbook": params["playbook"], "limit": params["limit"],
         "parameters": params["parameters"], "started_at": started, "ended_at": rb.isoformat(now),

@@ -155,6 +155,27 @@ def test_run_log_has_one_record_per_run_and_no_secret(host):
             assert "s3cr3t-T0KEN" not in open(os.path.join(host.reports, run_id, name), encoding="utf-8").read()
 
 
+def test_a_secret_shaped_value_under_an_innocent_key_reaches_no_record_or_report(host):
+    """Issue 17, item 6: redaction by the value's shape, not only by key: a DSN's password and a JWT in the
+    summary, the failure (the run's last line) and the parameters are replaced everywhere a run writes."""
+    dsn, jwt = "postgres://nself:hunter2pw@postgres:5432/x", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
+    failed = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=" + dsn,
+                      "-e", "selftest_fail_before_steps=true")
+    assert_failed_with(failed, "selftest refused dataset postgres://nself:[redacted]@postgres:5432/x before its first step")
+    done = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=" + jwt)
+    assert done.returncode == 0, done.stdout[-3000:]
+    records = host.records()
+    assert [r["summary"] for r in records] == [
+        "selftest refused dataset postgres://nself:[redacted]@postgres:5432/x before its first step", "dataset [redacted] in place"]
+    assert [r["parameters"]["dataset"] for r in records] == ["postgres://nself:[redacted]@postgres:5432/x", "[redacted]"]
+    written = [host.run("cat", STATE + "/runs.jsonl").stdout]
+    for run_id in os.listdir(host.reports):
+        for name in os.listdir(os.path.join(host.reports, run_id)):
+            with open(os.path.join(host.reports, run_id, name), encoding="utf-8") as handle:
+                written.append(handle.read())
+    assert len(written) == 5 and not [text for text in written if "hunter2pw" in text or jwt in text]
+
+
 def test_a_run_that_fails_before_its_first_step_blocks_nothing(host):
     """Row 1 of the run-state table: bad input found after the start leaves nothing to resume."""
     failed = playbook(host, "-e", "runbook_confirm=%s" % host.name, "-e", "selftest_dataset=../bad", "-e", "selftest_fail_before_steps=true")

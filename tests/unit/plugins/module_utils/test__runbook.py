@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import redact, scrub
 
 NOW = datetime.datetime(2026, 11, 27, 1, 0, 0, tzinfo=datetime.timezone.utc)
 
@@ -217,11 +218,42 @@ def test_digest_is_order_independent():
 def test_redact_hides_secret_keys_at_any_depth():
     data = {"backup": "x.dump", "db_password": "hunter2", "nested": [{"JWT_SECRET": "k", "name": "n"}],
             "minio": {"secret_key": "s", "access_key": "a", "endpoint": "http://minio"}, "refresh_token": "t"}
-    clean = rb.redact(data)
+    clean = redact(data)
     assert clean["backup"] == "x.dump" and clean["nested"][0]["name"] == "n" and clean["minio"]["endpoint"] == "http://minio"
     text = json.dumps(clean)
     for secret in ("hunter2", '"k"', '"s"', '"a"', '"t"'):
         assert secret not in text
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("could not connect to postgres://postgres:hunter2pass@postgres:5432/nself_family", "hunter2pass"),
+    ("DATABASE_URL=postgresql://u:p4ss@db/x in .env.prod", "p4ss"),
+    ("request carried Authorization: Bearer %s" % JWT, JWT),
+    ("curl -H 'Authorization: Basic dXNlcjpodW50ZXIy' http://minio", "dXNlcjpodW50ZXIy"),
+    ("token %s was refused" % JWT, JWT),
+    ("POSTGRES_PASSWORD=hunter2 is set in .env.secrets", "hunter2"),
+    ("MINIO_ROOT_PASSWORD='two words' ENV=prod", "two words"),
+    ("hasura: HASURA_GRAPHQL_ADMIN_SECRET=adm1nS3cret; restarting", "adm1nS3cret"),
+    ('{"password": "hunter2", "email": "owner@example.com"}', "hunter2"),
+])
+def test_scrub_hides_values_shaped_like_secrets_whatever_the_key(text, secret):
+    clean = scrub(text)
+    assert secret not in clean and "[redacted]" in clean
+    assert redact({"summary": text})["summary"] == clean and redact([text]) == [clean] and redact(text) == clean
+
+
+@pytest.mark.parametrize("text", [
+    "password authentication failed for user \"postgres\"",
+    "GET https://family.example.com/api/healthz 200",
+    "key fingerprint sha256:0a1b2c3d, rotated at 2026-11-30T02:00:00Z",
+    "restored nself_family from base.dump (sha256 %s)" % ("ab" * 32),
+    "auth: exited (137), restarted",
+])
+def test_scrub_leaves_ordinary_lines_alone(text):
+    assert scrub(text) == text
 
 
 @pytest.mark.parametrize("name", ["Database", "", "db restore", "x" * 65, "../etc"])

@@ -2,7 +2,8 @@
 and a drill conclude from what they read."""
 import pytest
 
-from ansible_collections.nfamily.ops.plugins.modules import db_backup, db_migration, db_restore
+from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
+from ansible_collections.nfamily.ops.plugins.modules import db_backup, db_migration, db_restore, db_wal_archive
 
 
 def project(tmp_path):
@@ -174,3 +175,18 @@ def test_an_offsite_copy_that_fails_after_the_dump_keeps_the_local_backup_and_sa
     assert result["failed"] and "NoSuchBucket" in result["msg"]
     assert "The local backup %s is kept (sha256 %s)" % (kept, "ab" * 32) in result["msg"] and os.path.isfile(kept)
     assert "minio-secret" not in str(result)
+
+
+def test_the_wal_archive_diff_of_an_existing_override_shows_only_the_mount_it_adds():
+    """Issue 17, item 6: an override may carry environment secrets, and AWX keeps every result."""
+    current = "services:\n  api:\n    environment:\n      STRIPE_SECRET_KEY: sk_live_hunter2\n"
+    new = pitr.override_text(current, "postgres", "./backups/wal", pitr.ARCHIVE_MOUNT)
+    assert "sk_live_hunter2" in new  # the file keeps it
+    diff = db_wal_archive.override_diff("/p/docker-compose.override.yml", current, new, "postgres", "./backups/wal",
+                                        pitr.ARCHIVE_MOUNT)
+    shown = "".join(str(value) for value in diff.values())
+    assert "sk_live_hunter2" not in shown and "STRIPE" not in shown
+    assert diff["after"] == "services:\n  postgres:\n    volumes:\n      - ./backups/wal:%s\n" % pitr.ARCHIVE_MOUNT
+    assert "only the mount added" in diff["before_header"]
+    fresh = db_wal_archive.override_diff("/p/o.yml", None, "whole file\n", "postgres", "./backups/wal", pitr.ARCHIVE_MOUNT)
+    assert fresh["after"] == "whole file\n"  # written by the module: nothing but the mount
