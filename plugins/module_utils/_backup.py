@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -46,12 +47,9 @@ def read_manifest(path, producer=PRODUCER, suffix=MANIFEST_SUFFIX):
     so is a symbolic link, so nothing read from a planted manifest makes retention delete or restore
     read a file elsewhere."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd) as handle:
-            manifest = json.load(handle)
+        with open_regular(path, "the manifest") as handle:
+            manifest = json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError) as exc:
-        if os.path.islink(path):
-            raise BackupError("the manifest %s is a symbolic link; manifests are read only as regular files" % path)
         raise BackupError("cannot read the manifest %s: %s" % (path, exc))
     except ValueError as exc:
         raise BackupError("the manifest %s is not valid JSON (%s)" % (path, exc))
@@ -132,25 +130,46 @@ def mark_drill(manifest, drill):
     files.write_json(manifest["manifest"], stored(manifest))
 
 
-def sha256_file(path):
+def sha256_file(path, handle=None):
+    """(sha256, size) of the file at path, or of what handle (open, binary) reads."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+    with handle or open(path, "rb") as source:
+        for chunk in iter(lambda: source.read(1024 * 1024), b""):
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
 
 
+def open_regular(path, what):
+    """path opened for reading (binary) if it is a regular file: never through a symbolic link, never a FIFO
+    or a device (a read that blocks, or never ends). Raises BackupError, or OSError ENOENT when missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise
+        if os.path.islink(path):
+            raise BackupError("%s %s is a symbolic link; backups are read only as regular files" % (what, path))
+        raise BackupError("cannot read %s %s: %s" % (what, path, exc))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupError("%s %s is not a regular file" % (what, path))
+    return os.fdopen(fd, "rb")
+
+
 def check_file(manifest):
-    """Raise BackupError unless the backup file has the manifest's size and sha256."""
+    """Raise BackupError unless the backup file is a regular file with the manifest's size and sha256."""
     path = manifest["path"]
-    if not os.path.exists(path):
+    try:
+        handle = open_regular(path, "the backup file")
+    except OSError:
         raise BackupError("the backup file %s named by %s is missing" % (path, manifest["manifest"]))
-    size = os.path.getsize(path)
+    size = os.fstat(handle.fileno()).st_size
     if size != manifest["size"]:
+        handle.close()
         raise BackupError("%s is %d bytes, its manifest says %d: the file is truncated or was replaced"
                           % (path, size, manifest["size"]))
-    digest, _size = sha256_file(path)
+    digest, _size = sha256_file(path, handle)
     if digest != manifest["sha256"]:
         raise BackupError("the sha256 of %s does not match its manifest: the file is corrupted" % path)
     return digest
@@ -309,7 +328,7 @@ def fetch_offsite(s3lib, s3, bucket, prefix, source, directory, warn=lambda mess
         except ValueError:
             raise BackupError("s3://%s/%s is not a valid manifest" % (bucket, key))
     path = os.path.join(directory, check_name(remote["file"]))
-    if not (os.path.exists(path) and sha256_file(path)[0] == remote["sha256"]):
+    if not (os.path.lexists(path) and sha256_file(path, open_regular(path, "the local copy"))[0] == remote["sha256"]):
         claimed = s3lib.download(s3, bucket, key[:-len(MANIFEST_SUFFIX)], path)
         if claimed and claimed != remote["sha256"]:
             raise BackupError("s3://%s/%s carries sha256 %s in its metadata, its manifest says %s"

@@ -74,8 +74,8 @@ def write_atomic(path, content, mode=0o600, keep_owner=True):
     fsync_dir(directory)
 
 
-def write_json(path, data, mode=0o600):
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode)
+def write_json(path, data, mode=0o600, keep_owner=True):
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode, keep_owner)
 
 
 def backup_copy(path, now):

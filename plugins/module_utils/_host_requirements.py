@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
+import importlib
 import os
 import sys
 
@@ -30,8 +30,15 @@ SYSTEM_PYTHON_DIRS = ("/usr/bin", "/bin")
 
 
 def missing_libraries(names):
-    """The names of LIBRARIES (import names) this Python cannot import."""
-    return [name for name in names if importlib.util.find_spec(name) is None]
+    """The names of LIBRARIES (import names) this Python cannot import: each is imported, so a broken
+    install (boto3 without botocore) counts as missing too."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # ImportError, or whatever a broken install raises
+            missing.append(name)
+    return missing
 
 
 def _debian_like(os_release):

@@ -40,6 +40,7 @@ SECRET_FILES = {"prod": ".env.secrets", "staging": ".env.staging"}
 MIN_KEY_BYTES = 64
 REFERENCE_RE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 HISTORY_KEPT = 20
+RECORD_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class SigningKeyError(Exception):
@@ -212,7 +213,11 @@ def diff_text(resolved, new_fingerprint=None, added=None):
 def record_path(state_dir, project_dir, env_name):
     """<state_dir>/jwt_signing_key/<PROJECT_NAME>.json."""
     merged, _files = nenv.load_cascade(project_dir, env_name)
-    return os.path.join(state_dir, "jwt_signing_key", "%s.json" % nenv.project_name(project_dir, merged))
+    name = nenv.project_name(project_dir, merged)
+    if not RECORD_NAME_RE.fullmatch(name):
+        raise SigningKeyError("PROJECT_NAME %r cannot name the rotation record (letters, digits, '.', '_' and '-', not "
+                              "starting with '.'; Docker Compose needs no more): correct it in the env files" % name)
+    return os.path.join(state_dir, "jwt_signing_key", "%s.json" % name)
 
 
 def read_record(path):

@@ -101,7 +101,8 @@ class PostgresContainer(object):
         self.via = via
         self.service = service
         self.container = nenv.container_name(nenv.project_name(project_dir, env), service)
-        self.environ = dict(os.environ, **(environ or {}))
+        self.environ_update = dict(environ or {})  # NSELF_ENV when the environment is forced: psql and pg_dump alike
+        self.environ = dict(os.environ, **self.environ_update)
         self.binary = module.get_bin_path(nself_bin if via == "nself" else "docker", required=True,
                                           opt_dirs=["/usr/local/bin", "/opt/nself/bin"])
         self.commands = []
@@ -126,7 +127,7 @@ class PostgresContainer(object):
         """Run a tool in the container; returns its stdout. Raises PostgresError on a non-zero exit."""
         argv = self.argv(tool)
         self.commands.append(argv)
-        rc, out, err = self.module.run_command(argv, cwd=self.project_dir, environ_update={"NO_COLOR": "1"})
+        rc, out, err = self.module.run_command(argv, cwd=self.project_dir, environ_update=dict(self.environ_update, NO_COLOR="1"))
         if rc != 0:
             raise PostgresError("%s failed (rc %d): %s" % (tool[0], rc, clean_output(err or out).strip()[:400]))
         return out

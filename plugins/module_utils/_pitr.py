@@ -32,6 +32,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils._backup import BackupE
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, parse_time, utcnow, write_json
 
 ARCHIVE_MOUNT = "/var/lib/postgresql/wal_archive"
+MOUNT_RE = re.compile(r"^/[A-Za-z0-9_./-]+\Z")
 OVERRIDE_FILE = "docker-compose.override.yml"
 BASE_PREFIX = "base_"
 BASE_SUFFIX = ".tar.gz"
@@ -51,16 +52,25 @@ class PitrError(Exception):
 
 # ---------------------------------------------------------------- archive settings
 
+def check_mount(mount):
+    """The archive's path in the container, which goes into archive_command and restore_command, both run by
+    a shell: only a plain absolute path. Raises PitrError."""
+    if not MOUNT_RE.match(mount) or ".." in mount.split("/"):
+        raise PitrError("archive_mount %r must be an absolute path of letters, digits, '.', '_', '-' and '/' (it goes "
+                        "into PostgreSQL's archive_command, which a shell runs)" % mount)
+    return mount
+
+
 def archive_command(mount=ARCHIVE_MOUNT):
     """Copy a finished segment into the archive through a temporary name. A segment already there
     with the same bytes counts as archived (a crash after the copy must not block the archiver)."""
-    target = "%s/%%f" % mount
+    target = "%s/%%f" % check_mount(mount)
     return ('if [ -f %(t)s ]; then cmp -s %%p %(t)s; else cp %%p %(t)s.tmp && mv %(t)s.tmp %(t)s; fi'
             % {"t": target})
 
 
 def restore_command(mount=ARCHIVE_MOUNT):
-    return "cp %s/%%f %%p" % mount
+    return "cp %s/%%f %%p" % check_mount(mount)
 
 
 def compose_source(project_dir, archive_dir):
@@ -85,8 +95,11 @@ def override_text(current, service, source, mount):
         data = yaml.safe_load(current) or {}
         mounts = ((data.get("services") or {}).get(service) or {}).get("volumes") or []
     except (yaml.YAMLError, AttributeError) as exc:
-        raise PitrError("%s is not a compose file this module can merge (%s); add '- %s' under services.%s.volumes "
-                        "by hand, then re-run" % (OVERRIDE_FILE, exc, volume, service))
+        # where, never the parser's quote of the file (an override may hold environment secrets)
+        where = getattr(exc, "problem_mark", None)
+        raise PitrError("%s is not a compose file this module can merge (%s%s); add '- %s' under services.%s.volumes "
+                        "by hand, then re-run" % (OVERRIDE_FILE, getattr(exc, "problem", None) or type(exc).__name__,
+                                                  " at line %d" % (where.line + 1) if where else "", volume, service))
     targets = [str(m).split(":")[1] if ":" in str(m) else str(m) for m in mounts]
     if mount in targets:
         if volume in [str(m) for m in mounts]:
@@ -349,7 +362,8 @@ def read_marker(data_dir, run_id):
 
 
 def _extract(tar, member, root):
-    """Extract one member with its numeric owner and mode, refusing paths that leave root."""
+    """Extract one member with its numeric owner and permission bits (never setuid, setgid or sticky: a data
+    directory has none), refusing paths that leave root and never writing through a link."""
     target = os.path.normpath(os.path.join(root, member.name))
     if not (target == root or target.startswith(root.rstrip("/") + "/")) or member.issym() or member.islnk():
         if member.issym() and member.name.startswith("pg_tblspc/"):
@@ -364,12 +378,13 @@ def _extract(tar, member, root):
         if not os.path.isdir(parent):
             os.makedirs(parent)
         source = tar.extractfile(member)
-        with open(target, "wb") as handle:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as handle:
             shutil.copyfileobj(source, handle, 1024 * 1024)
     else:
         return
-    os.chown(target, member.uid, member.gid)
-    os.chmod(target, stat.S_IMODE(member.mode))
+    os.chown(target, member.uid, member.gid, follow_symlinks=False)
+    os.chmod(target, stat.S_IMODE(member.mode) & 0o777)
 
 
 def rollback_data_dir(data_dir, run_id):

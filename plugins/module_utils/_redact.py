@@ -17,16 +17,27 @@ import re
 
 SECRET_KEY_RE = re.compile(r"pass(word)?|secret|token|credential|private|(^|_)key($|_)|api_?key|dsn|auth", re.I)
 REDACTED = "[redacted]"
-# (pattern, replacement): a URL's password, a JWT, an Authorization header's value, an env line or
-# JSON member whose name says secret.
+# An env or compose variable named like a secret (not a duration, time or count named after one).
+_SECRET_NAME = r"[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|_KEY)(?:_[A-Z0-9]+)*(?<!_IN)(?<!_AT)(?<!_TTL)(?<!_AGE)(?<!_DAYS)"
+# (pattern, replacement), in this order.
 SECRET_VALUE_RES = (
-    (re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.I), r"\1" + REDACTED + "@"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
-    (re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/-]{8,}=*", re.I), r"\1\2" + REDACTED),
-    (re.compile(r"\b([A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|_KEY)[A-Za-z0-9_]*=)(\"[^\"]*\"|'[^']*'|[^\s,;]+)", re.I),
+    # a variable whose value is a JSON document (HASURA_GRAPHQL_JWT_SECRET={"type":"HS256","key":"..."}): all of it
+    (re.compile(r"\b(%s\s*[=:]\s*)'?\{.*" % _SECRET_NAME), r"\1" + REDACTED),
+    # NAME=value or NAME: value
+    (re.compile(r"\b(%s(?:=|:[ \t]*))(?!\[redacted\])(\"(?:\\.|[^\"\\])*\"|'[^']*'|[^\s,;)\]}\"']+)" % _SECRET_NAME),
      r"\1" + REDACTED),
-    (re.compile(r"(\"[A-Za-z0-9_]*(?:password|passwd|secret|token|_key)[A-Za-z0-9_]*\"\s*:\s*)\"[^\"]*\"", re.I),
-     r'\1"' + REDACTED + '"'),
+    # an HTTP header that carries a secret (X-Hasura-Admin-Secret: ..., Authorization: ...)
+    (re.compile(r"(?i)\b((?:x-[a-z-]*(?:secret|token|key)|authorization|cookie)\s*:\s*)\S+(?:[ \t]+[A-Za-z0-9._~+/=-]{8,})?"),
+     r"\1" + REDACTED),
+    # a URL's password (user:password@host)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s@]+@"), r"\1" + REDACTED + "@"),
+    # a JWT
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # a Bearer or Basic credential: token-shaped (it has a digit or punctuation), so prose stays
+    (re.compile(r"\b(Bearer|Basic)(\s+)(?=[A-Za-z0-9._~+/-]*[0-9._~+/=-])[A-Za-z0-9._~+/-]{12,}=*"), r"\1\2" + REDACTED),
+    # a JSON member or command-line option named like a secret
+    (re.compile(r"(?i)(\"(?:[a-z0-9_]*_)?(?:password|passwd|secret|token|key)\"\s*:\s*)\"(?:\\.|[^\"\\])*\""), r'\1"' + REDACTED + '"'),
+    (re.compile(r"(?i)(--?(?:password|passwd|secret|token)[= ])\S+"), r"\1" + REDACTED),
 )
 
 

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
@@ -77,18 +78,55 @@ def read_json(path):
         raise RunbookStateError("%s is not valid JSON (%s); move it aside after checking what it held" % (path, exc))
 
 
-def write_json(path, data):
+def check_private(path, status=None):
+    """The collection's state (a directory or file under the state directory) must be what it seems: no
+    symbolic link, owned by the user the module runs as, writable by no one else. Otherwise someone else
+    could plant locks, checkpoints or run records, or have them written where they point."""
+    status = status or os.lstat(path)
+    if stat.S_ISLNK(status.st_mode):
+        raise RunbookStateError("%s is a symbolic link; the collection's state is kept only in real files and directories: "
+                                "move it aside after checking who made it" % path)
+    if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+        raise RunbookStateError("%s belongs to uid %d with mode %04o; the collection's state must be uid %d's and writable by "
+                                "no one else: check who changed it, then chown/chmod it or move it aside"
+                                % (path, status.st_uid, stat.S_IMODE(status.st_mode), os.geteuid()))
+
+
+def ensure_private_dir(path):
+    """Create path (0700) and check it and the state directory above it (check_private)."""
     try:
-        files.write_json(path, data)
+        files.ensure_dir(path)
+    except (IOError, OSError) as exc:
+        raise RunbookStateError("cannot create %s: %s" % (path, exc))
+    check_private(path)
+
+
+def write_json(path, data):
+    """Write a state file (<state dir>/<kind>/<name>.json) atomically, its directory and the state directory checked."""
+    ensure_private_dir(os.path.dirname(os.path.dirname(path)))
+    ensure_private_dir(os.path.dirname(path))
+    try:
+        files.write_json(path, data, keep_owner=False)
     except (IOError, OSError) as exc:
         raise RunbookStateError("cannot write %s: %s" % (path, exc))
 
 
 def append_line(path, record):
-    """Append one JSON line to a 0600 log in a single write (atomic for appends of this size)."""
-    files.ensure_dir(os.path.dirname(path))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    """Append one JSON line to a 0600 log in a single write (atomic for appends of this size), never
+    through a link and never to a file another user owns or may write."""
+    ensure_private_dir(os.path.dirname(path))
     try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            check_private(path)  # names the link
+        raise RunbookStateError("cannot open %s: %s" % (path, exc))
+    try:
+        status = os.fstat(fd)
+        check_private(path, status)
+        if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o077:
+            raise RunbookStateError("%s is not a 0600 file (mode %04o); check who changed it, then chmod 0600 it"
+                                    % (path, stat.S_IMODE(status.st_mode)))
         os.write(fd, (json.dumps(record, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode())
         os.fsync(fd)
     finally:
@@ -175,8 +213,9 @@ class LockGuard(object):
         if not self.create and not os.path.isdir(os.path.dirname(self.path)):
             return self  # check mode on a host without locks: nothing to read, nothing to guard
         try:
-            files.ensure_dir(os.path.dirname(self.path))
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            ensure_private_dir(os.path.dirname(os.path.dirname(self.path)))  # the state directory
+            ensure_private_dir(os.path.dirname(self.path))
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except (IOError, OSError) as exc:
             raise RunbookStateError("cannot lock %s: %s" % (self.path, exc))

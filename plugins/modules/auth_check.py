@@ -25,6 +25,8 @@ description:
   - Services that are still starting are retried until O(timeout). The verification login is logged out at the end
     (its refresh tokens revoked), so the checks leave no live credential behind.
   - Tokens, the password and keys never appear in the result.
+  - The password and tokens go only to O(auth_url), O(api_url) and O(hasura_url) - http or https, plain http only to a
+    loopback address - and a redirect is an answer (a failed check), never followed.
 extends_documentation_fragment:
   - nfamily.ops.nself
   - nfamily.ops.attributes
@@ -112,10 +114,12 @@ previous_fingerprint:
   type: str
 """
 
+import ipaddress
 import json
 import os
 import time
 import uuid
+from urllib.parse import urlparse
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
@@ -143,8 +147,9 @@ class Client(object):
         data = json.dumps(body) if body is not None else None
         while True:
             try:
+                # a redirect is an answer, never followed: it would carry the token or password elsewhere
                 response = open_url(url, method=method, data=data, headers=headers, timeout=10,
-                                    validate_certs=self.validate_certs)
+                                    validate_certs=self.validate_certs, follow_redirects="none")
                 status, raw = response.getcode(), response.read()
             except HTTPError as exc:
                 status, raw = exc.code, exc.read()
@@ -216,6 +221,26 @@ def previous_rotation(params, env_name):
     return done[-1]
 
 
+def url_problem(url):
+    """Why url may not receive the verification password and tokens, or None."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "must be an http:// or https:// URL (got %r)" % url
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        return ("is plain http:// to %s: the verification password and tokens would cross the network unencrypted; use "
+                "https:// or the loopback address the host reaches the service on" % parsed.hostname)
+    return None
+
+
+def is_loopback(hostname):
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
 def main():
     argument_spec = nself_argument_spec()
     argument_spec.update(
@@ -234,6 +259,10 @@ def main():
     params = module.params
     if not os.path.isdir(params["project_dir"]):
         module.fail_json(msg="project_dir %s does not exist; set nfamily_project_dir to the nself project" % params["project_dir"])
+    for option in ("auth_url", "api_url", "hasura_url"):
+        problem = url_problem(params[option]) if params[option] else None
+        if problem:
+            module.fail_json(msg="%s %s. Nothing was sent" % (option, problem))
     checks = Checks()
     try:
         env_name = params["environment"] or nenv.detect_environment(params["project_dir"])

@@ -160,6 +160,7 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as n
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
+from ansible_collections.nfamily.ops.plugins.module_utils._redact import scrub
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
 
 UP_STATES = ("healthy", "starting", "unhealthy", "restarting", "running")
@@ -237,7 +238,7 @@ class Recovery(object):
         starts = [i for i, line in enumerate(lines) if RECOVERY_START in line or "starting archive recovery" in line]
         lines = lines[starts[-1]:] if starts else lines
         # nself prefixes "<time> [postgres   ] "; clients refused during startup are noise
-        return [line.split("] ", 1)[-1].strip() for line in lines
+        return [scrub(line.split("] ", 1)[-1].strip()) for line in lines
                 if any(key in line for key in EVIDENCE) and "is starting up" not in line]
 
 
@@ -299,6 +300,10 @@ def main():
         module.fail_json(msg="run_id %r may only hold letters, digits, '-', '_' and '.'" % params["run_id"])
     if params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second")
+    try:
+        pitr.check_mount(params["archive_mount"])
+    except pitr.PitrError as exc:
+        module.fail_json(msg=str(exc))
     result = dict(changed=False)
     recovery = None
     try:

@@ -149,6 +149,7 @@ commands:
 import json
 import os
 import re
+import secrets
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -232,8 +233,10 @@ def restore_into_scratch(pg, admin, manifest, scratch, jobs, container_tmp):
         % quote_literal(pg.database))[0]
     admin.query("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
         quote_ident(scratch), quote_ident(pg.user), quote_literal(encoding), quote_literal(collate), quote_literal(ctype)))
-    archive = "%s/nfamily-restore-%s.dump" % (container_tmp.rstrip("/"), manifest["sha256"][:12])
-    pg.feed(["sh", "-c", 'umask 077 && cat > "$1"', "sh", archive], manifest["path"])
+    # a name no one can guess, written only if it does not exist: nothing planted in the container's /tmp
+    # (a link to a file the restore would overwrite) is written through
+    archive = "%s/nfamily-restore-%s.dump" % (container_tmp.rstrip("/"), secrets.token_hex(12))
+    pg.feed(["sh", "-c", 'umask 077 && set -C && cat > "$1"', "sh", archive], manifest["path"])
     try:
         pg.run(["env", "PGOPTIONS=%s" % RESTORE_SETTINGS, "pg_restore", "-U", pg.user, "-d", scratch,
                 "--jobs=%d" % jobs, "--exit-on-error", archive])

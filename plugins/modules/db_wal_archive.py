@@ -218,6 +218,10 @@ def main():
     for option in ("archive_timeout", "verify_timeout"):
         if params[option] < 1:
             module.fail_json(msg="%s must be at least 1 second" % option)
+    try:
+        pitr.check_mount(params["archive_mount"])
+    except pitr.PitrError as exc:
+        module.fail_json(msg=str(exc))
     archive_dir = params["archive_dir"] or os.path.join(params["project_dir"], "backups", "wal")
     result = dict(changed=False, restart_required=False, archive_dir=archive_dir, override={})
     pg = None

@@ -47,7 +47,7 @@ EXAMPLES = r"""
 - name: Install the missing libraries' packages
   ansible.builtin.apt:
     name: "{{ libraries.install.packages }}"
-  when: libraries.missing and libraries.install.manager == 'apt'
+  when: libraries.missing | length > 0 and libraries.install.manager == 'apt'
 """
 
 RETURN = r"""

@@ -226,6 +226,29 @@ def test_compromise_rotation_also_logs_everyone_out(host):
     assert "refresh tokens revoked" in report(host, proc.stdout)["summary"]
 
 
+def test_a_compromise_rotation_that_does_not_verify_keeps_the_new_key_logs_everyone_out_and_fails_loudly(host):
+    """Issue 17, item 5: a compromise rotation rolled back to the compromised key on any verification failure."""
+    before = jwt_key(host)
+    refresh = login(host)["refresh_token"]
+    host.run("sandbox-fault", "set", "stale_key", "hasura")  # hasura keeps verifying with the compromised key
+    proc = rotate(host, "compromise", "-e", "rotate_jwt_timeout=20")
+    assert_failed_with(proc, "rotate_jwt failed on %s: Compromise rotation: the new key" % NAME,
+                       "stays in the env files (the previous key is never put back) and every refresh token and session was revoked",
+                       "hasura /v1/graphql with the new token (expected data, got invalid-jwt")
+    new = jwt_key(host)
+    assert new != before
+    assert http(host, "POST", "http://127.0.0.1:4000/auth/refresh", {"refresh_token": refresh})[0] == 401
+    assert host.psql("SELECT count(*) FROM auth.refresh_tokens WHERE revoked_at IS NULL") == "0"
+    assert host.read_json(RECORD)["pending"] is not None  # not committed: the re-run verifies again
+    host.run("sandbox-fault", "clear")
+    again = rotate(host, "compromise", "-e", "rotate_jwt_timeout=20")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert jwt_key(host) == new  # the same key, verified and committed
+    record = host.read_json(RECORD)
+    assert record["pending"] is None and record["current"]["fingerprint"] == "sha256:" + hashlib.sha256(new.encode()).hexdigest()[:16]
+    assert accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
+
+
 # ---------------------------------------------------------------- revocation
 
 def revoke(box, *extra):

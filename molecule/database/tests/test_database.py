@@ -226,7 +226,8 @@ def test_migration_rollback_to_010_then_rerun_then_bad_versions(host):
     assert len(backups) == 1 and host.read_json(backups[0])["migrations"]["schema_migrations"]["applied"] == 13
     again = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(host))
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
-    for version, message in (("999", "no migration has version 999"), ("012", "is not applied"), ("abc", "not a number")):
+    for version, message in (("999", "no migration has version 999"), ("012", "is not applied"), ("abc", "not a number"),
+                             ("0", "rolls back every migration (10 of them)")):
         bad = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=%s" % version, *confirm(host))
         assert_failed_with(bad, "migration_rollback failed on %s:" % host.name, message)
         assert host.psql("SELECT max(version) FROM public.schema_migrations") == "1770000000010"

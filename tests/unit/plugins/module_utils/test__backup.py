@@ -54,12 +54,13 @@ def plant(directory, manifest_name, names, older=True):
     (directory / manifest_name).write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("names", ["/etc/shadow", "../victim", "victim", "sub/../victim", ".hidden", ""])
+@pytest.mark.parametrize("names", ["<absolute path of the victim>", "../victim", "victim", "sub/../victim", ".hidden", ""])
 def test_a_planted_manifest_naming_another_file_is_never_listed_resolved_or_pruned(tmp_path, names):
     backups = tmp_path / "backups"
     backups.mkdir()
     victim = tmp_path / "victim"
     victim.write_text("family data")
+    names = str(victim) if names.startswith("<") else names  # never a real system file, should this regress
     (backups / "victim").write_text("family data")
     write_backup(backups, "a.dump", finished_at="2026-11-26T00:00:00Z")
     write_backup(backups, "b.dump", finished_at="2026-11-27T00:00:00Z")
@@ -99,6 +100,27 @@ def test_retention_leaves_a_backup_whose_file_is_a_link_and_says_so(tmp_path):
     write_backup(backups, "older.dump", finished_at="2026-01-01T00:00:00Z")
     removed, refusals = bk.remove_backups(bk.catalogue(str(backups)))  # the rest of retention still happens
     assert removed == [str(backups / "older.dump")] and len(refusals) == 1 and "old.dump is not a regular file" in refusals[0]
+
+
+def test_a_backup_file_that_is_a_link_or_a_fifo_is_never_read(tmp_path):
+    """A correctly named manifest beside a planted link (to a root-only file, or /dev/zero) or FIFO: the
+    restore's first check refuses it without reading or waiting on what it points at."""
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:$6$hash")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    write_backup(backups, "a.dump", content=b"root:$6$hash")
+    os.unlink(str(backups / "a.dump"))
+    os.symlink(str(secret), str(backups / "a.dump"))
+    with pytest.raises(bk.BackupError, match="a.dump is a symbolic link"):
+        bk.check_file(bk.resolve("a.dump", str(backups)))
+    write_backup(backups, "b.dump")
+    os.unlink(str(backups / "b.dump"))
+    os.mkfifo(str(backups / "b.dump"))
+    with pytest.raises(bk.BackupError, match="b.dump is not a regular file"):
+        bk.check_file(bk.resolve("b.dump", str(backups)))
+    os.mkfifo(str(backups / "c.dump.manifest.json"))  # would block an open without O_NONBLOCK
+    assert sorted(m["file"] for m in bk.catalogue(str(backups))) == ["a.dump", "b.dump"]
 
 
 def test_resolve_latest_path_and_manifest(tmp_path):

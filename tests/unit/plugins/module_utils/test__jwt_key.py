@@ -103,3 +103,20 @@ def test_tokens_are_signed_and_checked_like_jsonwebtoken_hs256():
     token = jk.sign_hs256({"sub": "u", "exp": 1}, KEY)
     assert jk.signed_with(token, KEY) and not jk.signed_with(token, KEY + "x") and not jk.signed_with("garbage", KEY)
     assert jk.claims_of(token) == {"sub": "u", "exp": 1}
+
+
+@pytest.mark.parametrize("name", ["../../etc/cron.d/x", "/etc/passwd", "..", ".hidden", "a/b", "fam\nily", ""])
+def test_a_project_name_that_would_leave_the_record_directory_is_refused(tmp_path, name):
+    """Issue 17, item 8: PROJECT_NAME went unchecked into the rotation record's path."""
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    (backend / ".env").write_text("ENV=prod\nPROJECT_NAME='%s'\n" % name.replace("\n", "\\n") if name else "ENV=prod\n")
+    if not name:  # no PROJECT_NAME: the directory's name, as nself does
+        assert jk.record_path("/state", str(backend), "prod") == "/state/jwt_signing_key/backend.json"
+        return
+    with pytest.raises(jk.SigningKeyError, match="cannot name the rotation record"):
+        jk.record_path("/state", str(backend), "prod")
+
+
+def test_a_compose_project_name_names_the_record():
+    assert jk.RECORD_NAME_RE.fullmatch("nself-family_prod.2")

@@ -12,6 +12,7 @@ class FakeModule:
 
     def run_command(self, argv, **kwargs):
         self.calls.append(argv)
+        self.environ_updates = getattr(self, "environ_updates", []) + [kwargs.get("environ_update")]
         return 0, "1\n", ""
 
 
@@ -65,3 +66,12 @@ def test_table_checksums_fix_how_rows_are_rendered_and_hash_every_row():
     sql = module.calls[-1]
     assert [sql[i + 1] for i, a in enumerate(sql) if a == "-c"][:len(_pg.CHECKSUM_SETTINGS)] == _pg.CHECKSUM_SETTINGS
     assert "bit_xor(('x' || left(md5(t::text), 16))::bit(64)::bigint)" in sql[-1] and '"public"."users" AS t' in sql[-1]
+
+
+def test_a_forced_environment_reaches_psql_as_it_reaches_pg_dump():
+    """Issue 17, item 8: run() (psql queries) dropped the NSELF_ENV that _popen (pg_dump) passed."""
+    module = FakeModule()
+    pg = _pg.PostgresContainer(module, "/p", ENV, "nself", environ={"NSELF_ENV": "staging"})
+    pg.query("SELECT 1")
+    assert module.environ_updates == [{"NSELF_ENV": "staging", "NO_COLOR": "1"}]
+    assert pg.environ["NSELF_ENV"] == "staging"

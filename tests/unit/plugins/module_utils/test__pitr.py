@@ -34,6 +34,16 @@ def base(finished_at, name=None, **extra):
     return entry
 
 
+@pytest.mark.parametrize("mount", ["/wal; rm -rf /", "/wal$(id)", "/w al", "wal", "/a/../b", "/wal\n", "/wal`id`", ""])
+def test_a_mount_a_shell_would_read_as_more_than_a_path_is_refused(mount):
+    """Issue 17, item 8: archive_mount went unchecked into archive_command, which a shell runs."""
+    with pytest.raises(pitr.PitrError, match="must be an absolute path"):
+        pitr.archive_command(mount)
+    with pytest.raises(pitr.PitrError, match="must be an absolute path"):
+        pitr.restore_command(mount)
+    assert pitr.check_mount("/var/lib/postgresql/wal_archive.2") == "/var/lib/postgresql/wal_archive.2"
+
+
 def test_archive_command_never_overwrites_and_copies_through_a_temporary_name():
     command = pitr.archive_command("/arch")
     assert command.startswith("if [ -f /arch/%f ]; then cmp -s %p /arch/%f;")
@@ -178,6 +188,25 @@ def test_extract_refuses_paths_that_leave_the_data_directory(tmp_path):
     with pytest.raises(pitr.PitrError, match="unsafe entry"):
         pitr.prepare_data_dir(str(data), "run1", entry, {}, "latest")
     assert not (tmp_path / "escape").exists()
+
+
+def test_extract_drops_setuid_setgid_and_sticky_bits(tmp_path):
+    """Issue 17, item 8: a planted base backup must not leave a setuid file in the data directory."""
+    path = make_base_tar(tmp_path / "b.tar.gz")
+    with tarfile.open(path, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members:
+            if member.name == "base/1/1259":
+                member.mode = 0o6755
+            if member.name == "PG_VERSION":
+                member.mode = 0o1640
+            tar.addfile(member, io.BytesIO(data))
+    data = tmp_path / "_data"
+    data.mkdir()
+    pitr.prepare_data_dir(str(data), "run1", {"file": "b.tar.gz", "path": path}, {}, "latest")
+    assert oct(os.stat(str(data / "base" / "1" / "1259")).st_mode & 0o7777) == "0o755"
+    assert oct(os.stat(str(data / "PG_VERSION")).st_mode & 0o7777) == "0o640"
 
 
 def test_rollback_puts_the_original_back_and_keeps_the_failed_one(tmp_path):

@@ -238,6 +238,14 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
     ("MINIO_ROOT_PASSWORD='two words' ENV=prod", "two words"),
     ("hasura: HASURA_GRAPHQL_ADMIN_SECRET=adm1nS3cret; restarting", "adm1nS3cret"),
     ('{"password": "hunter2", "email": "owner@example.com"}', "hunter2"),
+    ('HASURA_GRAPHQL_JWT_SECRET={"type":"HS256","key":"k3yM4terial"}', "k3yM4terial"),
+    ("HASURA_GRAPHQL_JWT_SECRET='{\"type\":\"HS256\",\"key\":\"k3yM4terial\"}'", "k3yM4terial"),
+    ('{"type": "HS256", "key": "k3yM4terial"}', "k3yM4terial"),
+    ("POSTGRES_PASSWORD: hunter2", "hunter2"),
+    ("X-Hasura-Admin-Secret: adm1nS3cret", "adm1nS3cret"),
+    ("pg_dump --password hunter2", "hunter2"),
+    ("postgres://u:pa/ss@h/db", "pa/ss"),
+    ('{"password": "hu\\"nter2"}', "nter2"),
 ])
 def test_scrub_hides_values_shaped_like_secrets_whatever_the_key(text, secret):
     clean = scrub(text)
@@ -251,9 +259,19 @@ def test_scrub_hides_values_shaped_like_secrets_whatever_the_key(text, secret):
     "key fingerprint sha256:0a1b2c3d, rotated at 2026-11-30T02:00:00Z",
     "restored nself_family from base.dump (sha256 %s)" % ("ab" * 32),
     "auth: exited (137), restarted",
+    "Basic authentication is not configured",
+    "Bearer authorization required on /api",
+    "max_tokens=20 JWT_ACCESS_TOKEN_EXPIRES_IN=900 JWT_KEY_ROTATED_AT=2026-11-30 primary_key=id",
+    "run 1 of db_restore (restore_keep_previous=2) has other inputs",
+    "refresh tokens revoked: 3",
 ])
 def test_scrub_leaves_ordinary_lines_alone(text):
     assert scrub(text) == text
+
+
+def test_scrub_is_idempotent():
+    text = 'HASURA_GRAPHQL_JWT_SECRET={"key":"k3yM4terial"} POSTGRES_PASSWORD=x url postgres://u:p@h'
+    assert scrub(scrub(text)) == scrub(text) == "HASURA_GRAPHQL_JWT_SECRET=[redacted]"
 
 
 @pytest.mark.parametrize("name", ["Database", "", "db restore", "x" * 65, "../etc"])
@@ -300,3 +318,50 @@ def test_a_lock_seen_with_a_task_running_never_looks_expired_after_it(tmp_path):
     kept = rb.read_json(rb.lock_path(state, "database"))
     assert kept["run_id"] == "long" and rb.parse_time(kept["expires_at"]) > rb.utcnow()
     assert rb.try_locks(state, ["database"], REQUEST, 3600)["refused"] == ["database"]  # its next step will refresh it
+
+
+def test_the_run_log_is_never_written_through_a_link(tmp_path):
+    """Issue 17, item 8: append_line followed a symbolic link planted where runs.jsonl belongs."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    os.symlink(str(victim), str(state / "runs.jsonl"))
+    with pytest.raises(rb.RunbookStateError, match="is a symbolic link"):
+        rb.append_line(str(state / "runs.jsonl"), {"run_id": "1"})
+    assert victim.read_text() == "untouched\n"
+
+
+def test_a_state_directory_that_is_a_link_or_writable_by_others_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    os.symlink(str(elsewhere), str(tmp_path / "linked"))
+    with pytest.raises(rb.RunbookStateError, match="is a symbolic link"):
+        rb.append_line(str(tmp_path / "linked" / "runs.jsonl"), {"run_id": "1"})
+    with pytest.raises(rb.RunbookStateError, match="is a symbolic link"):
+        with rb.LockGuard(str(tmp_path / "linked")):
+            pass
+    assert os.listdir(str(elsewhere)) == []
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(str(open_dir), 0o777)
+    with pytest.raises(rb.RunbookStateError, match="writable by no one else"):
+        rb.write_json(str(open_dir / "runs" / "x.json"), {})
+    with pytest.raises(rb.RunbookStateError, match="writable by no one else"):
+        rb.write_json(str(open_dir / "x.json"), {})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
+def test_a_run_log_another_user_owns_or_may_read_is_refused(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    log = state / "runs.jsonl"
+    log.write_text("")
+    os.chown(str(log), 12345, 12345)
+    with pytest.raises(rb.RunbookStateError, match="belongs to uid 12345"):
+        rb.append_line(str(log), {"run_id": "1"})
+    os.chown(str(log), 0, 0)
+    os.chmod(str(log), 0o644)
+    with pytest.raises(rb.RunbookStateError, match="is not a 0600 file"):
+        rb.append_line(str(log), {"run_id": "1"})
+    assert log.read_text() == ""

@@ -15,7 +15,7 @@ class Stack:
     """auth, api and hasura on one local port: auth signs with sign_key, each service verifies with its own key."""
 
     def __init__(self, sign_key, verify_keys):
-        self.sign_key, self.verify_keys, self.logouts = sign_key, verify_keys, 0
+        self.sign_key, self.verify_keys, self.logouts, self.redirect_to, self.seen = sign_key, verify_keys, 0, None, []
         stack = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -30,10 +30,17 @@ class Stack:
                 self.wfile.write(data)
 
             def verified(self, service):
+                stack.seen.append(self.headers.get("Authorization", ""))
                 token = self.headers.get("Authorization", "")[7:]
                 return bool(token) and jk.signed_with(token, stack.verify_keys[service])
 
             def do_GET(self):
+                if stack.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", stack.redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 service = "auth" if self.path == "/auth/me" else "api"
                 if not self.verified(service):
                     return self.send(401, {"error": {"code": "TOKEN_EXPIRED"}})
@@ -105,3 +112,29 @@ def test_a_wrong_password_is_a_failed_login(run_module, host):
 def test_no_previous_key_on_record_is_a_clear_error(run_module, host, tmp_path):
     result = run(run_module, dict(host, state_dir=str(tmp_path / "empty")), Stack(NEW, {"auth": NEW, "api": NEW, "hasura": NEW}))
     assert result["failed"] and "no rotation is on record" in result["msg"]
+
+
+def test_a_redirect_is_a_failed_check_and_the_token_goes_nowhere_else(run_module, host):
+    """Issue 17, item 8: auth_check followed redirects with the Bearer token."""
+    elsewhere = Stack(NEW, {"auth": NEW, "api": NEW, "hasura": NEW})
+    stack = Stack(NEW, {"auth": NEW, "api": NEW, "hasura": NEW})
+    stack.redirect_to = elsewhere.url
+    result = run(run_module, host, stack)
+    assert result["failed"] and "auth /auth/me with the new token" in [c["name"] for c in result["checks"] if not c["ok"]]
+    assert [c["status"] for c in result["checks"] if c["name"] == "auth /auth/me with the new token"] == [302]
+    assert elsewhere.seen == []
+
+
+@pytest.mark.parametrize("option,url,says", [
+    ("auth_url", "file:///etc/passwd", "must be an http:// or https:// URL"),
+    ("api_url", "ftp://127.0.0.1/", "must be an http:// or https:// URL"),
+    ("auth_url", "http://203.0.113.5:4000", "plain http:// to 203.0.113.5"),
+    ("hasura_url", "http://hasura.example.com", "plain http:// to hasura.example.com"),
+])
+def test_the_password_goes_to_no_other_scheme_and_not_in_clear_off_the_host(run_module, host, option, url, says):
+    stack = Stack(NEW, {"auth": NEW, "api": NEW, "hasura": NEW})
+    args = dict(host, auth_url=stack.url, api_url=stack.url, hasura_url=stack.url)
+    args[option] = url
+    result, _calls = run_module(auth_check.main, args)
+    assert result["failed"] and result["msg"].startswith(option + " ") and says in result["msg"] and "Nothing was sent" in result["msg"]
+    assert stack.seen == [] and stack.logouts == 0

@@ -1,9 +1,11 @@
 """Argument checks of the database modules (bad input fails before anything runs), and what a restore
 and a drill conclude from what they read."""
+import re
+
 import pytest
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
-from ansible_collections.nfamily.ops.plugins.modules import db_backup, db_migration, db_restore, db_wal_archive
+from ansible_collections.nfamily.ops.plugins.modules import db_backup, db_migration, db_pitr, db_restore, db_wal_archive
 
 
 def project(tmp_path):
@@ -120,6 +122,20 @@ def test_a_restore_failure_blames_the_archive_only_when_it_is_the_archive(error,
     assert pg.ran[-1][:2] == ["rm", "-f"]  # the archive copy is removed either way
 
 
+def test_the_archive_copy_in_the_container_has_a_name_no_one_can_plant_and_is_never_written_through():
+    """Issue 17, item 8: the copy went to the predictable /tmp/nfamily-restore-<sha>.dump, written through a link."""
+    names = []
+    for _attempt in range(2):
+        pg = FailingPg("pg_restore: error: did not find magic string in file header")
+        with pytest.raises(db_restore.ArchiveError):
+            db_restore.restore_into_scratch(pg, Admin(), {"sha256": "a" * 64, "path": "/b.dump"}, "scratch", 2, "/tmp")
+        copy = pg.ran[0]
+        assert copy[:3] == ["sh", "-c", 'umask 077 && set -C && cat > "$1"'] and pg.ran[-1] == ["rm", "-f", copy[-1]]
+        names.append(copy[-1])
+    assert names[0] != names[1] and not [name for name in names if "a" * 12 in name]
+    assert all(re.match(r"^/tmp/nfamily-restore-[0-9a-f]{24}\.dump$", name) for name in names)
+
+
 class FakeDatabase:
     env = {"MINIO_ROOT_USER": "minio-user", "MINIO_ROOT_PASSWORD": "minio-secret"}
     database = "nself_family"
@@ -190,3 +206,9 @@ def test_the_wal_archive_diff_of_an_existing_override_shows_only_the_mount_it_ad
     assert "only the mount added" in diff["before_header"]
     fresh = db_wal_archive.override_diff("/p/o.yml", None, "whole file\n", "postgres", "./backups/wal", pitr.ARCHIVE_MOUNT)
     assert fresh["after"] == "whole file\n"  # written by the module: nothing but the mount
+
+
+@pytest.mark.parametrize("main", [db_wal_archive.main, db_pitr.main])
+def test_an_archive_mount_with_shell_syntax_is_refused_before_anything_runs(run_module, tmp_path, main):
+    result, calls = run_module(main, {"project_dir": project(tmp_path), "archive_mount": "/wal;reboot"})
+    assert result["failed"] and "archive_mount '/wal;reboot' must be an absolute path" in result["msg"] and calls == []

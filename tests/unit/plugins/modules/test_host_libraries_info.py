@@ -1,5 +1,5 @@
 """host_libraries_info: what the host's Python lacks, and how it gets it, for the host_prepare role."""
-import importlib.util
+import importlib
 import sys
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _host_requirements as hostreq
@@ -13,12 +13,14 @@ def test_a_python_with_every_library_lacks_nothing(run_module):
 
 
 def test_a_library_that_does_not_import_is_named_with_its_packages(run_module, monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "boto3" else real(name, *a))
+    real = importlib.import_module
 
-    def install_plan(names):
-        return {"manager": "apt", "packages": ["python3-boto3"], "command": "for %s" % names}
-    monkeypatch.setattr(hostreq, "install_plan", install_plan)
+    def broken(name, *args):
+        if name == "boto3":
+            raise ImportError("No module named 'botocore'")  # installed, but not whole
+        return real(name, *args)
+    monkeypatch.setattr(importlib, "import_module", broken)
     result, _calls = run_module(host_libraries_info.main, {"libraries": ["boto3", "yaml"]})
     assert result["missing"] == ["boto3"]
-    assert result["install"] == {"manager": "apt", "packages": ["python3-boto3"], "command": "for ['boto3']"}
+    assert result["install"] == hostreq.install_plan(["boto3"])
+    assert result["install"]["packages"] in (["python3-boto3"], ["boto3"])
