@@ -230,7 +230,7 @@ def read_record(path):
 
 def write_record(path, record):
     record["history"] = record["history"][-HISTORY_KEPT:]
-    rb.write_json(path, record)
+    rb.write_state(path, record)
 
 
 def age_days(record, now):

@@ -102,6 +102,13 @@ def ensure_private_dir(path):
 
 
 def write_json(path, data):
+    try:
+        files.write_json(path, data)
+    except (IOError, OSError) as exc:
+        raise RunbookStateError("cannot write %s: %s" % (path, exc))
+
+
+def write_state(path, data):
     """Write a state file (<state dir>/<kind>/<name>.json) atomically, its directory and the state directory checked."""
     ensure_private_dir(os.path.dirname(os.path.dirname(path)))
     ensure_private_dir(os.path.dirname(path))
@@ -264,7 +271,7 @@ def keep_alive(path, holder, now, ttl):
     extended = now + datetime.timedelta(seconds=ttl)
     expires = parse_time_or_none(holder.get("expires_at"))
     if expires is None or expires < extended:
-        write_json(path, dict(holder, expires_at=isoformat(extended)))
+        write_state(path, dict(holder, expires_at=isoformat(extended)))
 
 
 def parse_time_or_none(text):
@@ -307,7 +314,7 @@ def try_locks(state_dir, families, request, ttl, takeover_run_id=None, break_loc
             outcome["families"][family] = entry
         if not outcome["refused"] and not check_mode:
             for entry in outcome["families"].values():
-                write_json(entry["path"], entry["lock"])
+                write_state(entry["path"], entry["lock"])
     return outcome
 
 
@@ -369,7 +376,7 @@ def refresh_locks(state_dir, run_id, ttl, required=None):
             lock = read_json(path)
             if lock and lock.get("run_id") == run_id:
                 lock["expires_at"] = isoformat(utcnow() + datetime.timedelta(seconds=ttl))
-                write_json(path, lock)
+                write_state(path, lock)
                 refreshed.append(name[:-5])
     return refreshed
 

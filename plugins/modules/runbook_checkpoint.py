@@ -294,7 +294,7 @@ def main():
             if params["refresh_locks"] and params["action"] != "finish":
                 rb.refresh_locks(params["state_dir"], params["run_id"], params["lock_ttl"],
                                  params["lock_family"] if params["action"] in ("start", "done") else None)
-            rb.write_json(path, state)
+            rb.write_state(path, state)
             result["written"] = True
     except rb.RunbookStateError as exc:
         module.fail_json(msg=str(exc))

@@ -241,3 +241,15 @@ def test_recoveries_are_recorded_once_per_run(tmp_path):
     pitr.record_recovery(str(tmp_path), {"run_id": "a", "target": "t", "timeline": "00000002"})
     pitr.record_recovery(str(tmp_path), {"run_id": "b", "target": "u", "timeline": "00000003"})
     assert [r["run_id"] for r in pitr.recoveries(str(tmp_path))] == ["a", "b"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another user")
+def test_base_backups_and_recovery_records_are_written_in_the_project_owners_directory(tmp_path):
+    """The state directory's checks are for the collection's state only: backups/ belongs to the project's owner."""
+    base = tmp_path / "backups" / "base"
+    base.mkdir(parents=True)
+    os.chown(str(tmp_path / "backups"), 1000, 1000)
+    os.chown(str(base), 1000, 1000)
+    pitr.write_base_manifest(str(base / "base_x.tar.gz"), {"file": "base_x.tar.gz"})
+    pitr.record_recovery(str(base), {"run_id": "a", "target": "t", "timeline": "00000002"})
+    assert sorted(os.listdir(str(base))) == ["base_x.tar.gz.json", "recoveries.json"]

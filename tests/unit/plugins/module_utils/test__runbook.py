@@ -346,9 +346,9 @@ def test_a_state_directory_that_is_a_link_or_writable_by_others_is_refused(tmp_p
     open_dir.mkdir()
     os.chmod(str(open_dir), 0o777)
     with pytest.raises(rb.RunbookStateError, match="writable by no one else"):
-        rb.write_json(str(open_dir / "runs" / "x.json"), {})
+        rb.write_state(str(open_dir / "runs" / "x.json"), {})
     with pytest.raises(rb.RunbookStateError, match="writable by no one else"):
-        rb.write_json(str(open_dir / "x.json"), {})
+        rb.write_state(str(open_dir / "x.json"), {})
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
