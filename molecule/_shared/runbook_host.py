@@ -18,6 +18,11 @@ PROJECT = "/opt/nself-family/backend"
 STATE = "/var/lib/nfamily-ops"
 
 
+def confirm(host_name, playbook):
+    """The -e that confirms a destructive run of playbook on the host: <runbook>@<inventory hostname>."""
+    return ("-e", "runbook_confirm=%s@%s" % (os.path.basename(playbook)[:-len(".yml")], host_name))
+
+
 def layout_vars(group_vars, layout):
     """The sandbox inventory's variables for a host of layout (tests/sandbox/nself_sandbox/layout.py):
     the repository's committed layout has no scheduler and no /auth or /api route on the family domain."""

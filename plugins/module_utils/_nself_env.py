@@ -53,16 +53,30 @@ def normalise(name):
     return ALIASES.get((name or "").strip().lower())
 
 
-def detect_environment(project_dir, environ=None):
-    """nself's order: TARGET_ENV, NSELF_ENV, ENV= in .env, $ENV, dev."""
-    environ = os.environ if environ is None else environ
+def _named_environment(project_dir, environ):
+    """The first environment name in nself's order (TARGET_ENV, NSELF_ENV, ENV= in .env, $ENV), as written;
+    None when none is named. IOError when .env cannot be read."""
     for key in ("TARGET_ENV", "NSELF_ENV"):
         if environ.get(key):
-            return normalise(environ[key]) or "dev"
+            return environ[key]
     dot_env = read_env_file(os.path.join(project_dir, ".env")) or {}
-    if dot_env.get("ENV"):
-        return normalise(dot_env["ENV"]) or "dev"
-    return normalise(environ.get("ENV")) or "dev"
+    return dot_env.get("ENV") or environ.get("ENV") or None
+
+
+def detect_environment(project_dir, environ=None):
+    """nself's choice: the environment named first in its order, dev when none is named or nself does not know the name."""
+    environ = os.environ if environ is None else environ
+    return normalise(_named_environment(project_dir, environ)) or "dev"
+
+
+def declared_environment(project_dir, environ=None):
+    """The environment the host names for itself, normalised; None when it names none, names one nself does
+    not know, or .env cannot be read: then nothing says the host is not prod."""
+    environ = os.environ if environ is None else environ
+    try:
+        return normalise(_named_environment(project_dir, environ))
+    except (IOError, OSError):
+        return None
 
 
 def cascade_files(env_name):

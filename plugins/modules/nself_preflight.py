@@ -119,6 +119,14 @@ environment:
   returned: always
   type: str
   sample: prod
+declared_environment:
+  description:
+    - The environment the host names for itself (as RV(environment) but without O(environment)), or null when it names
+      none, names one nself does not know, or C(.env) cannot be read.
+    - A run that destroys or replaces data treats the host as prod unless both this and RV(environment) say dev or staging.
+  returned: always
+  type: str
+  sample: prod
 cascade:
   description:
     - The env files of the environment in override order, whether each exists and how many keys it defines.
@@ -250,6 +258,7 @@ def main():
     if "nself" in checks:
         check_nself(module, params, result, problems)
     result["environment"] = env_name
+    result["declared_environment"] = nenv.declared_environment(params["project_dir"])
     read_cascade = "cascade" in checks and project_found and not rights
     result["cascade"] = check_cascade(params["project_dir"], env_name, params["require_keys"], problems) if read_cascade else []
     result["free_space"] = check_space(params["free_space"], problems) if "space" in checks else []

@@ -206,7 +206,7 @@ def main():
     host.sh("nself exec postgres pg_dump -U postgres -d %s -Fp > /tmp/bench/plain.sql" % DB)
     host.psql("INSERT INTO public.families (name) VALUES ('changed before the restore')")
     restore_args = ["-e", "restore_source=/tmp/bench/backups/timed.dump", "-e", "restore_backups_dir=/tmp/bench/backups",
-                    "-e", "restore_keep_previous=0", "-e", "runbook_confirm=%s" % host.name]
+                    "-e", "restore_keep_previous=0", "-e", "runbook_confirm=db_restore@%s" % host.name]
     role_restore = timed(lambda: host.playbook("db_restore.yml", *restore_args))
     state = json.loads(host.sh("cat /var/lib/nfamily-ops/runs/db_restore.json"))["done"]
     role_outage = (parse_time(state["start_services"]["at"]) - parse_time(state["stage"]["at"]))

@@ -194,7 +194,7 @@ def month(awx, host, days):
             host.sh("rm -f %s/runaway.log" % BACKUPS)  # logrotate, during the day
             events.append("day 10: the log was rotated away")
         awx.run("nightly base backup", "db_pitr_base_backup.yml", day, {"pitr_base_keep": 3})
-        awx.run("daily key-age check", "rotate_jwt.yml", day, {"rotate_jwt_mode": "scheduled", "runbook_confirm": host.name})
+        awx.run("daily key-age check", "rotate_jwt.yml", day, {"rotate_jwt_mode": "scheduled", "runbook_confirm": "rotate_jwt@" + host.name})
         awx.run("hourly triage", "api_triage.yml", day)
         if day % 7 == 0:
             awx.run("weekly restore drill", "db_restore_drill.yml", day, {"restore_drill_backups_dir": BACKUPS})
@@ -202,7 +202,7 @@ def month(awx, host, days):
             source = [j for j in awx.jobs if j["template"] == "nightly backup" and j["day"] == 11][0]
             restore = awx.launch("restore (by hand)", "db_restore.yml", day, {
                 "restore_source": artifact(host, source), "restore_backups_dir": BACKUPS,
-                "runbook_confirm": host.name}, user="alice")
+                "runbook_confirm": "db_restore@" + host.name}, user="alice")
             hold_at(host, restore, STATE + "/runs/db_restore.json", "stop_services")
             triage_during(awx, host, day, "db_restore")
             go_on(restore)
@@ -210,7 +210,7 @@ def month(awx, host, days):
             events.append("day 12: alice restored the night 11 backup; a triage fired while the services were stopped")
         if day == 20:
             rotation = awx.launch("rotate the signing key (by hand)", "rotate_jwt.yml", day,
-                                  {"rotate_jwt_mode": "forced", "runbook_confirm": host.name}, user="alice")
+                                  {"rotate_jwt_mode": "forced", "runbook_confirm": "rotate_jwt@" + host.name}, user="alice")
             hold_at(host, rotation, STATE + "/runs/rotate_jwt.json", "rotate")
             triage_during(awx, host, day, "rotate_jwt", problem="auth")
             go_on(rotation)

@@ -13,14 +13,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
 
 NAME = "nfamily-molecule-auth"
 PASSWORD = "family-sandbox-pass"  # the sandbox fixture's users (tests/sandbox/nself_sandbox/provision.py)
 DEMO_FAMILY = "00000000-0000-0000-0000-000000000001"
 OTHER_FAMILY = "20000000-0000-4000-8000-000000000002"
 RECORD = STATE + "/jwt_signing_key/nself-family.json"
-CONFIRM = ("-e", "runbook_confirm=" + NAME)
 DEVICE_COLUMNS = "id, family_id, device_name, is_trusted, is_revoked, credential, bootstrap_token, updated_at"
 
 
@@ -90,7 +89,7 @@ def jwt_key(box):
 
 
 def rotate(box, mode="forced", *extra, background=False):
-    return box.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=" + mode, *CONFIRM, *extra, background=background)
+    return box.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=" + mode, *confirm(NAME, "rotate_jwt.yml"), *extra, background=background)
 
 
 def report(box, output):
@@ -252,7 +251,7 @@ def test_a_compromise_rotation_that_does_not_verify_keeps_the_new_key_logs_every
 # ---------------------------------------------------------------- revocation
 
 def revoke(box, *extra):
-    return box.playbook("revoke_devices.yml", *CONFIRM, *extra)
+    return box.playbook("revoke_devices.yml", *confirm(NAME, "revoke_devices.yml"), *extra)
 
 
 def test_revocation_changes_only_the_target_family_and_a_second_run_changes_nothing(host):
@@ -361,7 +360,7 @@ def test_a_runbook_refused_by_a_live_holder_says_so_last(host, runbook):
     try:
         before = jwt_key(host), devices(host, DEMO_FAMILY)
         extra = ("-e", "revoke_devices_family_id=" + DEMO_FAMILY) if runbook == "revoke_devices" else ()
-        proc = host.playbook(runbook + ".yml", *CONFIRM, *extra, "-e", "runbook_orphan_wait=0")
+        proc = host.playbook(runbook + ".yml", *confirm(NAME, runbook + ".yml"), *extra, "-e", "runbook_orphan_wait=0")
         assert_failed_with(proc, "%s failed on %s: The auth lock on this host is held by run held-by-another-run of rotate_jwt"
                            % (runbook, NAME))
         assert (jwt_key(host), devices(host, DEMO_FAMILY)) == before

@@ -11,11 +11,10 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
 
 NAME = "nfamily-molecule-committed"
 SERVICES = ["postgres", "redis", "minio", "hasura", "auth", "api", "nginx"]
-CONFIRM = ("-e", "runbook_confirm=" + NAME)
 DOMAIN = "family.sandbox.test"
 PASSWORD = "family-sandbox-pass"  # the sandbox fixture's users (tests/sandbox/nself_sandbox/provision.py)
 # The repo runner reads DATABASE_URL; on the host, postgres answers its socket.
@@ -120,7 +119,7 @@ def test_every_crash_ends_healthy(host, service):
 def test_misrouted_auth_vhost_is_named_and_rebuilt(host):
     host.run("sandbox-fault", "set", "break_nginx", "route")
     assert http(host, "GET", "https://127.0.0.1/health", vhost="auth." + DOMAIN)[0] == 502
-    proc = host.playbook("api_triage.yml", "-e", "triage_allow_disruptive=true")
+    proc = host.playbook("api_triage.yml", "-e", "triage_allow_disruptive=true", *confirm(NAME, "api_triage.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "cause: nginx_misconfigured" in report(host, proc.stdout)["details"]["Diagnosis"]
     assert http(host, "GET", "https://127.0.0.1/health", vhost="auth." + DOMAIN)[0] == 200 and all_healthy(host)
@@ -129,7 +128,7 @@ def test_misrouted_auth_vhost_is_named_and_rebuilt(host):
 @pytest.mark.parametrize("mode", ["restart", "full"])
 def test_service_recovery_leaves_every_service_healthy(host, mode):
     proc = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=%s" % mode,
-                         "-e", json.dumps({"service_recovery_services": ["auth", "api"]}))
+                         "-e", json.dumps({"service_recovery_services": ["auth", "api"]}), *confirm(NAME, "service_recovery.yml"))
     assert proc.returncode == 0 and recap(proc.stdout)["changed"] >= 1, proc.stdout[-3000:]
     assert all_healthy(host)
 
@@ -150,7 +149,7 @@ def test_backup_change_restore(host):
     before = counts(host)
     host.psql("DELETE FROM public.family_members WHERE role = 'CHILD_MEMBER'")
     host.psql("UPDATE auth.refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL")
-    restore = host.playbook("db_restore.yml", "-e", "restore_source=committed.dump", *CONFIRM)
+    restore = host.playbook("db_restore.yml", "-e", "restore_source=committed.dump", *confirm(NAME, "db_restore.yml"))
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert counts(host) == before and all_healthy(host)
 
@@ -158,7 +157,7 @@ def test_backup_change_restore(host):
 def test_forced_rotation_works_through_auth_api_and_hasura(host):
     old_token = login(host)
     assert accepted_everywhere(host, old_token) == (True, True, True)
-    proc = host.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced", *CONFIRM)
+    proc = host.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced", *confirm(NAME, "rotate_jwt.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert accepted_everywhere(host, old_token) == (False, False, False)
     new_token = login(host, base="https://127.0.0.1", vhost="auth." + DOMAIN)  # through nginx's auth.<domain>
@@ -167,23 +166,23 @@ def test_forced_rotation_works_through_auth_api_and_hasura(host):
 
 # Last: the rollback drops the 011-013 tables, which the runner then re-creates empty.
 def test_rollback_is_what_the_repo_runner_reads_and_re_applies(host):
-    proc = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *CONFIRM)
+    proc = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(NAME, "migration_rollback.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert host.psql("SELECT count(*), max(name) FROM public._migrations") == "10|010_notifications"
     assert host.psql("SELECT to_regclass('public.registered_devices') IS NULL") == "t"
     status = runner(host, "status")
     assert "10/13 applied" in status.stdout and "[ ] 011_legacy_vault" in status.stdout, status.stdout
-    again = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *CONFIRM)
+    again = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(NAME, "migration_rollback.yml"))
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
     nself_method = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=009",
-                                 "-e", "migration_rollback_method=nself", *CONFIRM)
+                                 "-e", "migration_rollback_method=nself", *confirm(NAME, "migration_rollback.yml"))
     assert_failed_with(nself_method, "method=nself works only with schema_migrations")
     up = runner(host, "up")  # the down files left nothing behind that the up files would trip on
     assert up.returncode == 0, up.stdout + up.stderr
     assert "13/13 applied" in runner(host, "status").stdout
     assert host.psql("SELECT to_regclass('public.registered_devices') IS NOT NULL") == "t"
     # the runner's new rows come after the old ones by id; the rollback still goes by version
-    back = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=012", *CONFIRM)
+    back = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=012", *confirm(NAME, "migration_rollback.yml"))
     assert back.returncode == 0, back.stdout[-3000:]
     assert host.psql("SELECT count(*), max(name) FROM public._migrations") == "12|012_search_index"
     down = runner(host, "down")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
 
 BACKUPS = PROJECT + "/backups"
 KEY_TABLES = ["public.users", "public.families", "public.family_members", "public.registered_devices",
@@ -38,10 +38,6 @@ def host(box):
         box.nself("start")
     assert wait_for(lambda: all_healthy(box), timeout=120)
     return box
-
-
-def confirm(box):
-    return ("-e", "runbook_confirm=%s" % box.name)
 
 
 def counts(box):
@@ -75,7 +71,7 @@ def test_backup_change_restore_then_second_run_changes_nothing(host):
     assert all(taken["row_counts"][t] == before[t] for t in KEY_TABLES)
     change_data(host)
     assert counts(host) != before
-    restore = host.playbook("db_restore.yml", "-e", "restore_source=t1.dump", *confirm(host))
+    restore = host.playbook("db_restore.yml", "-e", "restore_source=t1.dump", *confirm(host.name, "db_restore.yml"))
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert counts(host) == before
     assert host.psql("SELECT count(*) FROM public.families WHERE name = 'written after the backup'") == "0"
@@ -83,7 +79,7 @@ def test_backup_change_restore_then_second_run_changes_nothing(host):
     safety = host.run("sh", "-c", "ls %s/safety/*.manifest.json" % BACKUPS).stdout.split()
     assert len(safety) == 1  # the changed data is kept in the safety backup
     assert host.read_json(safety[0])["row_counts"]["public.families"] == before["public.families"] + 1
-    again = host.playbook("db_restore.yml", "-e", "restore_source=t1.dump", *confirm(host))
+    again = host.playbook("db_restore.yml", "-e", "restore_source=t1.dump", *confirm(host.name, "db_restore.yml"))
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
     assert counts(host) == before
 
@@ -97,7 +93,7 @@ def test_damaged_backup_is_refused_before_anything_stops(host, damage):
     else:
         host.sh("truncate -s 3000 %s/bad.dump" % BACKUPS)
     before = counts(host)
-    proc = host.playbook("db_restore.yml", "-e", "restore_source=bad.dump", *confirm(host))
+    proc = host.playbook("db_restore.yml", "-e", "restore_source=bad.dump", *confirm(host.name, "db_restore.yml"))
     assert_failed_with(proc, "db_restore failed on %s:" % host.name, "corrupted" if damage == "corrupt" else "truncated")
     assert all_healthy(host) and counts(host) == before
     assert host.run("test", "-e", STATE + "/runs/db_restore.json").returncode == 1  # never started
@@ -120,13 +116,13 @@ def test_sigkill_at_each_step_then_rerun_converges(host, kill_at):
     change_data(host)
     previous = previous_databases(host)
     run = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "-e", "restore_keep_previous=20",
-                        *confirm(host), background=True)
+                        *confirm(host.name, "db_restore.yml"), background=True)
     state = STATE + "/runs/db_restore.json"
     reached = wait_for(lambda: KILL_POINTS[kill_at](host.read_json(state) or {"done": {}}), timeout=120, interval=0.2)
     os.killpg(run.pid, signal.SIGKILL)
     output = run.communicate()[0]
     assert reached, output[-3000:]
-    rerun = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "-e", "restore_keep_previous=20", *confirm(host))
+    rerun = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "-e", "restore_keep_previous=20", *confirm(host.name, "db_restore.yml"))
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert "resuming" in rerun.stdout
     assert counts(host) == expected and all_healthy(host)
@@ -138,7 +134,7 @@ def test_sigkill_at_each_step_then_rerun_converges(host, kill_at):
 
 
 def test_missing_backup_is_refused(host):
-    proc = host.playbook("db_restore.yml", "-e", "restore_source=nope.dump", *confirm(host))
+    proc = host.playbook("db_restore.yml", "-e", "restore_source=nope.dump", *confirm(host.name, "db_restore.yml"))
     assert_failed_with(proc, "the backup %s/nope.dump does not exist" % BACKUPS)
     assert all_healthy(host)
 
@@ -147,7 +143,7 @@ def test_wrong_checksum_in_manifest_is_refused(host):
     manifest_file = BACKUPS + "/base.dump.manifest.json"
     host.sh("cp -p {m} {m}.orig && sed -i 's/\"sha256\": \"[0-9a-f]*\"/\"sha256\": \"{z}\"/' {m}".format(m=manifest_file, z="0" * 64))
     try:
-        proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host))
+        proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host.name, "db_restore.yml"))
         assert_failed_with(proc, "does not match its manifest")
         assert all_healthy(host)
     finally:
@@ -171,7 +167,7 @@ def test_a_planted_manifest_is_neither_pruned_nor_restored(host):
         assert host.run("sha256sum", PROJECT + "/.env.secrets").stdout == secrets
         assert host.run("test", "-f", "/tmp/victim").returncode == 0
         assert manifest(host, "after_planting.dump")["file"] == "after_planting.dump"  # the backup itself was taken
-        restore = host.playbook("db_restore.yml", "-e", "restore_source=planted.dump.manifest.json", *confirm(host))
+        restore = host.playbook("db_restore.yml", "-e", "restore_source=planted.dump.manifest.json", *confirm(host.name, "db_restore.yml"))
         assert_failed_with(restore, "names the file '../.env.secrets', not the file beside it ('planted.dump')")
         assert all_healthy(host)
     finally:
@@ -183,7 +179,7 @@ def test_prod_without_confirmation_changes_nothing(host):
     change_data(host)
     before = counts(host)
     proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump")
-    assert_failed_with(proc, "Re-run with -e runbook_confirm=%s" % host.name)
+    assert_failed_with(proc, "Re-run with -e runbook_confirm=db_restore@%s" % host.name)
     assert counts(host) == before and all_healthy(host)
     check = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "--check")
     assert check.returncode == 0 and counts(host) == before and all_healthy(host)
@@ -193,7 +189,7 @@ def test_not_enough_disk_for_the_safety_backup_changes_nothing(host):
     change_data(host)
     before = counts(host)
     proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", "-e", "restore_safety_min_free=%d" % 10 ** 15,
-                         *confirm(host))
+                         *confirm(host.name, "db_restore.yml"))
     assert "free space" in assert_failed_with(proc).lower()
     assert counts(host) == before and all_healthy(host)
 
@@ -202,7 +198,7 @@ def test_database_down_is_refused(host):
     assert host.run("sandbox-fault", "set", "stop_postgres").returncode == 0
     try:
         assert wait_for(lambda: host.statuses()["postgres"] != "healthy")
-        proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host))
+        proc = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host.name, "db_restore.yml"))
         assert_failed_with(proc, "does not answer")
         assert host.run("test", "-e", STATE + "/runs/db_restore.json").returncode == 1
     finally:
@@ -216,7 +212,7 @@ def tables(box, *names):
 
 
 def test_migration_rollback_to_010_then_rerun_then_bad_versions(host):
-    proc = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(host))
+    proc = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(host.name, "migration_rollback.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert host.psql("SELECT max(version), count(*) FROM public.schema_migrations") == "1770000000010|10"
     assert tables(host, "public.notification_events", "public.legacy_vaults", "public.search_index",
@@ -224,11 +220,11 @@ def test_migration_rollback_to_010_then_rerun_then_bad_versions(host):
                                                    "public.search_index": False, "public.registered_devices": False}
     backups = host.run("sh", "-c", "ls %s/pre-rollback-1770000000010_*.dump.manifest.json" % BACKUPS).stdout.split()
     assert len(backups) == 1 and host.read_json(backups[0])["migrations"]["schema_migrations"]["applied"] == 13
-    again = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(host))
+    again = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=010", *confirm(host.name, "migration_rollback.yml"))
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
     for version, message in (("999", "no migration has version 999"), ("012", "is not applied"), ("abc", "not a number"),
                              ("0", "rolls back every migration (10 of them)")):
-        bad = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=%s" % version, *confirm(host))
+        bad = host.playbook("migration_rollback.yml", "-e", "migration_rollback_version=%s" % version, *confirm(host.name, "migration_rollback.yml"))
         assert_failed_with(bad, "migration_rollback failed on %s:" % host.name, message)
         assert host.psql("SELECT max(version) FROM public.schema_migrations") == "1770000000010"
 
@@ -242,7 +238,7 @@ def test_offsite_copy_restores_after_the_local_backups_are_lost(host):
     change_data(host)
     host.sh("mv {b}/offsite.dump /tmp/offsite.dump.lost && rm {b}/offsite.dump.manifest.json".format(b=BACKUPS))
     restore = host.playbook("db_restore.yml", "-e", "restore_source=offsite.dump", "-e", '{"restore_offsite": {"bucket": "nf-backups"}}',
-                            *confirm(host))
+                            *confirm(host.name, "db_restore.yml"))
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert counts(host) == expected and manifest(host, "offsite.dump")["sha256"] == taken["sha256"]
     assert all_healthy(host)
@@ -290,7 +286,7 @@ def test_triage_during_a_restore_restarts_nothing(host):
     touches nothing; the restore then finishes as if alone."""
     expected = counts(host)
     change_data(host)
-    restore = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host), background=True)
+    restore = host.playbook("db_restore.yml", "-e", "restore_source=base.dump", *confirm(host.name, "db_restore.yml"), background=True)
     state = STATE + "/runs/db_restore.json"
     try:
         assert wait_for(lambda: "stop_services" in (host.read_json(state) or {"done": {}})["done"], timeout=120, interval=0.2)
@@ -323,7 +319,7 @@ def test_every_database_runbook_refused_by_a_live_holder_says_so_last(host, play
     release = host.hold_lock("database", "db_restore", "restore-in-progress")
     try:
         before = counts(host)
-        proc = host.playbook(playbook, *DATABASE_RUNBOOKS[playbook], *confirm(host), "-e", "runbook_orphan_wait=0")
+        proc = host.playbook(playbook, *DATABASE_RUNBOOKS[playbook], *confirm(host.name, playbook), "-e", "runbook_orphan_wait=0")
         assert_failed_with(proc, "The database lock on this host is held by run restore-in-progress of db_restore by alice",
                            "a task of that run is still running on this host")
         assert counts(host) == before and all_healthy(host)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
 
 DATA_DIR = "/srv/volumes/postgres_data"
 ARCHIVE = PROJECT + "/backups/wal"
@@ -24,10 +24,6 @@ def box(tmp_path_factory):
     instance.sh("rm -rf %s" % STATE)
     instance.psql("CREATE TABLE IF NOT EXISTS public.pitr_probe (mark text PRIMARY KEY, at timestamptz DEFAULT now())")
     return instance
-
-
-def confirm(box):
-    return ("-e", "runbook_confirm=%s" % box.name)
 
 
 def all_healthy(box):
@@ -63,7 +59,7 @@ def timeline(box):
 
 
 def test_recovery_before_archiving_is_enabled_is_refused(box):
-    proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=latest", *confirm(box))
+    proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=latest", *confirm(box.name, "db_pitr.yml"))
     assert_failed_with(proc, "db_pitr failed on %s:" % box.name, "there is no base backup")
     base = box.playbook("db_pitr_base_backup.yml")
     assert_failed_with(base, "db_pitr_base_backup failed on %s: WAL archiving is off" % box.name,
@@ -90,14 +86,14 @@ def test_recover_to_a_time_keeps_earlier_commits_only_then_rerun_changes_nothing
     check = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, "--check")
     assert check.returncode == 0 and "Recover to %s" % target in check.stdout, check.stdout[-3000:]
     assert marks(box) == ["a-before", "b-after"] and asides(box) == []
-    proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box))
+    proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box.name, "db_pitr.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert marks(box) == ["a-before"]
     assert all_healthy(box)
     assert len(asides(box)) == 1  # the data directory as it was, kept
     assert int(timeline(box), 16) > int(before_timeline, 16)
     assert box.psql("SELECT count(*) FROM pg_file_settings WHERE name LIKE 'recovery_target%'") == "0"
-    again = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box))
+    again = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box.name, "db_pitr.yml"))
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
     assert "already" in again.stdout.lower() and len(asides(box)) == 1
 
@@ -110,7 +106,7 @@ def test_recover_to_a_time_keeps_earlier_commits_only_then_rerun_changes_nothing
 ])
 def test_bad_targets_are_refused_before_anything_changes(box, target, message):
     before = marks(box), asides(box)
-    proc = box.playbook("db_pitr.yml", "-e", json.dumps({"pitr_target_time": target}), *confirm(box))
+    proc = box.playbook("db_pitr.yml", "-e", json.dumps({"pitr_target_time": target}), *confirm(box.name, "db_pitr.yml"))
     assert_failed_with(proc, "db_pitr failed on %s:" % box.name, message)
     assert (marks(box), asides(box)) == before and all_healthy(box)
 
@@ -120,12 +116,12 @@ def test_sigkill_after_the_stop_then_rerun_converges(box):
     before = asides(box)
     state = STATE + "/runs/db_pitr.json"
     previous = (box.read_json(state) or {}).get("run_id")
-    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
+    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box.name, "db_pitr.yml"), background=True)
     reached = wait_for(lambda: stopped_by_a_new_run(box, state, previous), timeout=180, interval=0.2)
     os.killpg(run.pid, signal.SIGKILL)
     output = run.communicate()[0]
     assert reached, output[-3000:]
-    rerun = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box))
+    rerun = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box.name, "db_pitr.yml"))
     assert rerun.returncode == 0 and "resuming" in rerun.stdout, rerun.stdout[-3000:]
     assert "c-before" in marks(box) and "d-after" not in marks(box)
     assert all_healthy(box) and len(asides(box)) == len(before) + 1
@@ -144,7 +140,7 @@ def test_failed_recovery_puts_the_original_data_back(box):
     segments = [f for f in box.run("ls", ARCHIVE).stdout.split() if len(f) == 24 and f[8:] > start[8:]]
     assert current in segments
     box.sh("mkdir -p /tmp/lost && cd %s && mv %s /tmp/lost/" % (ARCHIVE, " ".join(segments)))
-    proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box))
+    proc = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box.name, "db_pitr.yml"))
     box.sh("mv /tmp/lost/* %s/ 2>/dev/null; rmdir /tmp/lost" % ARCHIVE)
     assert_failed_with(proc, "The original data directory was put back and the services started")
     assert marks(box)[-2:] == ["e-before", "f-after"]  # the live data, untouched
@@ -158,7 +154,7 @@ def test_triage_during_a_recovery_restarts_nothing(box):
     target = two_commits(box, "g-before", "h-after")
     state = STATE + "/runs/db_pitr.json"
     previous = (box.read_json(state) or {}).get("run_id")
-    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box), background=True)
+    run = box.playbook("db_pitr.yml", "-e", "pitr_target_time=%s" % target, *confirm(box.name, "db_pitr.yml"), background=True)
     try:
         assert wait_for(lambda: stopped_by_a_new_run(box, state, previous), timeout=180, interval=0.2)
         os.kill(run.pid, signal.SIGSTOP)  # a long recovery, held here

@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,15 @@ def test_exhausted_connections_get_a_full_restart_only_when_allowed(host):
     host.run("sandbox-fault", "set", "exhaust_connections")
     proc = triage(host)
     assert_failed_with(proc, "api_triage failed on %s: connection_pool_exhausted" % host.name,
-                       "which is disruptive: re-run with -e triage_allow_disruptive=true to apply it")
+                       "which is disruptive: re-run with -e triage_allow_disruptive=true -e runbook_confirm=api_triage@%s "
+                       "to apply it" % host.name)
     assert "too many clients" in host.run("psql", "-h", "/var/run/postgresql", "-U", "postgres", "-c", "SELECT 1").stderr
-    allowed = triage(host, "-e", "triage_allow_disruptive=true")
+    unconfirmed = triage(host, "-e", "triage_allow_disruptive=true", "-e", "awx_job_id=unconfirmed-triage")
+    assert_failed_with(unconfirmed, "api_triage would destroy or replace data on %s" % host.name,
+                       "Re-run with -e runbook_confirm=api_triage@%s" % host.name)
+    assert host.calls("unconfirmed-triage")  # it looked
+    assert not [argv for argv in host.calls("unconfirmed-triage") if argv[:1] in (["stop"], ["start"], ["restart"])]
+    allowed = triage(host, "-e", "triage_allow_disruptive=true", *confirm(host.name, "api_triage.yml"))
     assert allowed.returncode == 0, allowed.stdout[-3000:]
     assert "full restart" in report(host, allowed.stdout)["summary"]
     assert host.psql("SELECT 1") == "1" and all_healthy(host)
@@ -96,7 +102,7 @@ def test_misrouted_nginx_is_rebuilt_and_restarted(host):
     host.run("sandbox-fault", "set", "break_nginx", "route")
     route = "curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1/api/health"
     assert host.sh(route).stdout == "502"
-    proc = triage(host, "-e", "triage_allow_disruptive=true")
+    proc = triage(host, "-e", "triage_allow_disruptive=true", *confirm(host.name, "api_triage.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "cause: nginx_misconfigured" in report(host, proc.stdout)["details"]["Diagnosis"]
     assert host.sh(route).stdout == "200" and all_healthy(host)
@@ -116,7 +122,7 @@ def test_service_that_will_not_come_back_escalates_with_doctor(host):
 def test_a_foreign_process_on_nginx_ports_is_named_not_rebuilt(host):
     host.run("sandbox-fault", "set", "foreign_port", "nginx")
     try:
-        proc = triage(host, "-e", "triage_allow_disruptive=true")
+        proc = triage(host, "-e", "triage_allow_disruptive=true", *confirm(host.name, "api_triage.yml"))
         assert_failed_with(proc, "port_conflict (nginx): nginx is exited",
                            "ports 80 (NGINX_PORT), 443 (NGINX_SSL_PORT) of nginx are held by pid",
                            "nginx: master process nginx -c /var/lib/nself-sandbox/foreign/nginx.conf", "which needs a person")
@@ -154,7 +160,7 @@ def test_database_down_is_named_as_such(host):
 @pytest.mark.parametrize("mode", ["restart", "full", "rebuild"])
 def test_service_recovery_mode_leaves_every_service_healthy(host, mode):
     proc = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=%s" % mode,
-                         "-e", json.dumps({"service_recovery_services": ["auth", "api"]}))
+                         "-e", json.dumps({"service_recovery_services": ["auth", "api"]}), *confirm(host.name, "service_recovery.yml"))
     assert proc.returncode == 0 and recap(proc.stdout)["changed"] >= 1, proc.stdout[-3000:]
     assert all_healthy(host)
 
@@ -189,13 +195,13 @@ def test_verification_waits_for_a_late_endpoint_and_names_one_that_stays_down(ho
 
 
 def test_killed_full_restart_then_rerun_is_healthy(host):
-    run = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=full", background=True)
+    run = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=full", *confirm(host.name, "service_recovery.yml"), background=True)
     state = STATE + "/runs/service_recovery.json"
     reached = wait_for(lambda: "stop" in (host.read_json(state) or {}).get("done", {}), timeout=120, interval=0.2)
     os.killpg(run.pid, signal.SIGKILL)
     output = run.communicate()[0]
     assert reached, output[-3000:]
-    rerun = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=full")
+    rerun = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=full", *confirm(host.name, "service_recovery.yml"))
     assert rerun.returncode == 0 and "resuming" in rerun.stdout, rerun.stdout[-3000:]
     assert all_healthy(host)
 
@@ -208,6 +214,23 @@ def test_killed_full_restart_then_rerun_is_healthy(host):
 def test_bad_input_is_refused_before_anything_changes(host, extra, message):
     proc = host.playbook("service_recovery.yml", "-e", json.dumps(extra))
     assert_failed_with(proc, message)
+    assert all_healthy(host)
+
+
+@pytest.mark.parametrize("mode", ["full", "rebuild"])
+@pytest.mark.parametrize("confirmation", [None, "nfamily-molecule-incident", "db_restore@nfamily-molecule-incident"])
+def test_stopping_every_service_needs_its_own_confirmation(host, mode, confirmation):
+    """full and rebuild stop the whole stack: refused without a confirmation naming service_recovery and
+    the host (the old bare hostname, or another runbook's, does not do), and nothing is stopped."""
+    extra = ("-e", "runbook_confirm=" + confirmation) if confirmation else ()
+    job = "gate-%s-%s" % (mode, (confirmation or "none").split("@")[0])
+    proc = host.playbook("service_recovery.yml", "-e", "service_recovery_mode=" + mode, "-e", "awx_job_id=" + job, *extra)
+    assert_failed_with(proc, "service_recovery would destroy or replace data on %s" % host.name,
+                       "Re-run with -e runbook_confirm=service_recovery@%s to confirm" % host.name)
+    if confirmation:
+        assert "runbook_confirm=%s does not confirm this run" % confirmation in proc.stdout
+    assert host.calls(job)  # it listed the services first
+    assert not [argv for argv in host.calls(job) if argv[:1] in (["stop"], ["start"], ["build"])]
     assert all_healthy(host)
 
 

@@ -10,10 +10,9 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, wait_for  # noqa: E402
 
 NAME = "nfamily-molecule-ssh"
-CONFIRM = ("-e", "runbook_confirm=" + NAME)
 ENV_FILES = [".env", ".env.dev", ".env.prod", ".env.secrets"]
 SECRET_KEYS = ("PASSWORD", "SECRET", "_KEY")
 
@@ -98,7 +97,7 @@ def test_backup_and_restore_over_ssh_write_root_only_files_and_name_ops(host, op
     backup = ops.playbook("db_backup.yml", "-e", "backup_name=ssh.dump")
     assert backup.returncode == 0, backup.stdout[-3000:]
     host.psql("DELETE FROM public.family_members WHERE role = 'CHILD_MEMBER'")
-    restore = ops.playbook("db_restore.yml", "-e", "restore_source=ssh.dump", *CONFIRM)
+    restore = ops.playbook("db_restore.yml", "-e", "restore_source=ssh.dump", *confirm(NAME, "db_restore.yml"))
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert host.psql("SELECT count(*) FROM public.family_members WHERE role = 'CHILD_MEMBER'") != "0"
     written = owner_and_mode(host, STATE, STATE + "/runs.jsonl", PROJECT + "/backups/ssh.dump",
@@ -112,7 +111,7 @@ def test_backup_and_restore_over_ssh_write_root_only_files_and_name_ops(host, op
 
 def test_rotation_over_ssh_keeps_the_env_files_owner_and_shows_no_secret_at_vvv(host, ops):
     before = secret_values(host)
-    proc = ops.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced", "-vvv", *CONFIRM)
+    proc = ops.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced", "-vvv", *confirm(NAME, "rotate_jwt.yml"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     after = secret_values(host)
     assert after - before, "the rotation changed no secret"
@@ -142,17 +141,17 @@ def test_triage_remediates_over_ssh(host, ops):
 RUNBOOKS = [
     ("service_report.yml",),
     ("api_triage.yml",),
-    ("service_recovery.yml",) + CONFIRM,
+    ("service_recovery.yml",) + confirm(NAME, "service_recovery.yml"),
     ("storage_recovery.yml",),
     ("db_backup.yml",),
-    ("db_restore.yml", "-e", "restore_source=ssh.dump") + CONFIRM,
+    ("db_restore.yml", "-e", "restore_source=ssh.dump") + confirm(NAME, "db_restore.yml"),
     ("db_restore_drill.yml",),
-    ("migration_rollback.yml", "-e", "migration_rollback_version=010") + CONFIRM,
-    ("db_pitr_enable.yml",) + CONFIRM,
+    ("migration_rollback.yml", "-e", "migration_rollback_version=010") + confirm(NAME, "migration_rollback.yml"),
+    ("db_pitr_enable.yml",) + confirm(NAME, "db_pitr_enable.yml"),
     ("db_pitr_base_backup.yml",),
-    ("db_pitr.yml", "-e", "pitr_target_time=2026-11-27T03:05:00Z") + CONFIRM,
-    ("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced") + CONFIRM,
-    ("revoke_devices.yml", "-e", "revoke_devices_family_id=00000000-0000-0000-0000-000000000001") + CONFIRM,
+    ("db_pitr.yml", "-e", "pitr_target_time=2026-11-27T03:05:00Z") + confirm(NAME, "db_pitr.yml"),
+    ("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced") + confirm(NAME, "rotate_jwt.yml"),
+    ("revoke_devices.yml", "-e", "revoke_devices_family_id=00000000-0000-0000-0000-000000000001") + confirm(NAME, "revoke_devices.yml"),
 ]
 
 

@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 from ansible_collections.nfamily.ops.plugins.modules import nself_preflight
 
 # The lines of `nself db help` that tell the two db commands apart (src/cli/db.sh of each tag).
@@ -41,6 +43,17 @@ def test_environment_option_wins(run_module, tmp_path):
     result = run_module(nself_preflight.main, {"project_dir": project(tmp_path), "environment": "dev"},
                         {"-v": (0, "0.9.9\n", ""), "db help": HELP_099})[0]
     assert result["environment"] == "dev" and [c["file"] for c in result["cascade"]] == [".env.dev", ".env.local", ".env"]
+    assert result["declared_environment"] == "prod"  # an inventory calling the host dev does not make it dev
+
+
+@pytest.mark.parametrize("named, declared", [("production", "prod"), ("stage", "staging"), ("dev", "dev"), ("live", None), ("", None)])
+def test_declared_environment_is_only_what_the_host_names(run_module, tmp_path, monkeypatch, named, declared):
+    for key in ("TARGET_ENV", "NSELF_ENV", "ENV"):
+        monkeypatch.delenv(key, raising=False)
+    result = run_module(nself_preflight.main, {"project_dir": project(tmp_path, env=named)},
+                        {"-v": (0, "0.9.9\n", ""), "db help": HELP_099})[0]
+    assert result["declared_environment"] == declared
+    assert result["environment"] == (declared or "dev")  # nself itself falls back to dev: the gate must not
 
 
 def test_missing_project_and_nself(run_module, tmp_path):
