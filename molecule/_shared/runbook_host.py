@@ -34,9 +34,10 @@ def layout_vars(group_vars, layout):
 
 class Instance:
     """One sandbox instance and an inventory that reaches it: by podman exec as root, or with ssh_user
-    as production is reached (over SSH as that user, with become unless become=False)."""
+    as production is reached (over SSH as that user, with become unless become=False); its modules run
+    with interpreter."""
 
-    def __init__(self, name, workdir, layout="nself", ssh_user=None, become=True):
+    def __init__(self, name, workdir, layout="nself", ssh_user=None, become=True, interpreter="/usr/bin/python3"):
         self.name = name
         self.layout = layout
         self.workdir = str(workdir)
@@ -44,7 +45,7 @@ class Instance:
         with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
             group_vars = layout_vars(yaml.safe_load(handle), layout)
         host_vars = self.ssh_vars(ssh_user, become) if ssh_user else {"ansible_connection": "podman_pipelined"}
-        host_vars["ansible_python_interpreter"] = "/usr/bin/python3"
+        host_vars["ansible_python_interpreter"] = interpreter
         self.host_vars = host_vars
         inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: host_vars}}}}}}}
         self.inventory = os.path.join(self.workdir, "hosts.yml")

@@ -10,13 +10,16 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: minio_prune
-short_description: List, then delete, objects under a prefix that are older than N days or beyond the newest N
+short_description: List, then delete exactly that listing, objects under a prefix older than N days
 version_added: 0.1.0
 description:
-  - Lists the objects under O(prefix) in O(bucket) that retention releases - older than O(older_than_days), or beyond
-    the newest O(keep_newest) - and, only with O(confirm), deletes exactly those, in batches of 1000, checking every key
-    the server reports deleted. Without O(confirm) (the default) it is a dry run that only lists.
-  - Never touches an object outside O(prefix); an empty prefix is refused.
+  - Lists the objects under O(prefix) in O(bucket) that retention releases - older than O(older_than_days), except the
+    newest O(keep_newest) - with a digest of that listing (RV(listing_digest)). Without O(confirm_digest) (the default)
+    it is a dry run that only lists.
+  - With O(confirm_digest) it lists again and deletes only when the listing is still the one whose digest the operator
+    confirmed, then exactly those objects, in batches of 1000, checking every key the server reports deleted. A listing
+    that changed in between (an upload, a delete, an object rewritten) is refused with its new digest, and nothing is deleted.
+  - Never touches an object outside O(prefix); a prefix must end in C(/), so that C(prod/f1/) never reaches C(prod/f10/).
 extends_documentation_fragment:
   - nfamily.ops.minio
   - nfamily.ops.attributes
@@ -32,21 +35,23 @@ options:
     type: str
     required: true
   prefix:
-    description: The key prefix (for example C(prod/<family id>/family/media/)). Required and not empty.
+    description: The key prefix (for example C(prod/<family id>/family/media/)). Required, not empty, ending in C(/).
     type: str
     required: true
   older_than_days:
-    description: Objects last modified more than this many days ago are released (0 disables the rule).
+    description: Objects last modified more than this many days ago are released. The only rule that releases objects.
     type: int
-    default: 0
+    required: true
   keep_newest:
-    description: The newest this many objects are kept whatever their age; the others are released (0 disables the rule).
+    description: A floor - the newest this many objects under O(prefix) are kept whatever their age (0 keeps none).
     type: int
     default: 0
-  confirm:
-    description: Delete the listed objects. Without it nothing is deleted.
-    type: bool
-    default: false
+  confirm_digest:
+    description:
+      - Delete the listed objects, if the listing's digest is this one (RV(listing_digest) of the dry run the operator saw).
+      - Empty (the default) lists only.
+    type: str
+    default: ''
 author:
   - nfamily.ops maintainers (@nfamily)
 """
@@ -58,15 +63,17 @@ EXAMPLES = r"""
     bucket: nself-family-prod
     prefix: prod/
     older_than_days: 365
+    keep_newest: 100
   register: listing
 
-- name: Delete exactly that
+- name: Delete exactly that listing (refused if it changed since)
   nfamily.ops.minio_prune:
     project_dir: /opt/nself-family/backend
     bucket: nself-family-prod
     prefix: prod/
     older_than_days: 365
-    confirm: true
+    keep_newest: 100
+    confirm_digest: "{{ listing.listing_digest }}"
 """
 
 RETURN = r"""
@@ -75,6 +82,13 @@ listed:
   returned: always
   type: list
   elements: dict
+listing_digest:
+  description:
+    - SHA-256 (first 16 hex digits) of the listing - each object's key, size, modification time and ETag, in order.
+    - What O(confirm_digest) must be to delete exactly this listing.
+  returned: always
+  type: str
+  sample: 3f9a0c51d2e47b86
 removed:
   description: The keys deleted (empty in a dry run).
   returned: always
@@ -89,18 +103,21 @@ bytes_listed:
   returned: always
   type: int
 dry_run:
-  description: Whether nothing was deleted because O(confirm) was not set (or check mode).
+  description: Whether nothing was deleted because O(confirm_digest) was not set (or check mode).
   returned: always
   type: bool
 """
 
 import datetime
+import hashlib
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 
 BATCH = 1000
+DIGEST_RE = re.compile(r"[0-9a-f]{16}")
 
 
 def argument_spec():
@@ -108,24 +125,39 @@ def argument_spec():
     spec.update(
         bucket=dict(type="str", required=True),
         prefix=dict(type="str", required=True),
-        older_than_days=dict(type="int", default=0),
+        older_than_days=dict(type="int", required=True),
         keep_newest=dict(type="int", default=0),
-        confirm=dict(type="bool", default=False),
+        confirm_digest=dict(type="str", default=""),
     )
     return spec
 
 
 def released(objects, prefix, older_than_days, keep_newest, now):
-    """Objects (dicts with Key, Size, LastModified) under prefix that retention releases, oldest first."""
-    mine = sorted((o for o in objects if o["Key"].startswith(prefix)), key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
-    cutoff = now - datetime.timedelta(days=older_than_days) if older_than_days else None
-    doomed = []
-    for index, entry in enumerate(mine):
-        if keep_newest and index < keep_newest:
-            continue  # the newest are kept whatever their age
-        if keep_newest or (cutoff is not None and entry["LastModified"] < cutoff):
-            doomed.append(entry)
+    """Objects (dicts with Key, Size, LastModified) under prefix older than older_than_days, except the newest
+    keep_newest of them all, oldest first."""
+    newest_first = sorted((o for o in objects if o["Key"].startswith(prefix)), key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
+    cutoff = now - datetime.timedelta(days=older_than_days)
+    doomed = [o for o in newest_first[keep_newest:] if o["LastModified"] < cutoff]
     return sorted(doomed, key=lambda o: (o["LastModified"], o["Key"]))
+
+
+def listing_digest(doomed):
+    """What identifies a listing: every object's key, size, modification time and ETag, in order."""
+    lines = ["%s\t%d\t%s\t%s\n" % (o["Key"], o["Size"], o["LastModified"].isoformat(), o.get("ETag", "")) for o in doomed]
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()[:16]
+
+
+def refusal(params):
+    """Why the arguments cannot be a prune, or None."""
+    if not params["prefix"].endswith("/") or params["prefix"].strip("/") == "":
+        return ("prefix %r must name a folder and end in /: a prefix without it also matches its siblings (prod/f1 matches "
+                "prod/f10/), and pruning a whole bucket is not what this module does" % params["prefix"])
+    if params["older_than_days"] < 1 or params["keep_newest"] < 0:
+        return "older_than_days must be 1 or more (it is the rule that releases objects) and keep_newest 0 or more (a floor)"
+    if params["confirm_digest"] and not DIGEST_RE.fullmatch(params["confirm_digest"]):
+        return ("confirm_digest must be the listing_digest a dry run returned (16 hex digits), not %r: run without it, "
+                "review the listing, then confirm that digest" % params["confirm_digest"])
+    return None
 
 
 def delete(s3, bucket, keys):
@@ -146,12 +178,9 @@ def delete(s3, bucket, keys):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    if not params["prefix"]:
-        module.fail_json(msg="prefix must not be empty: pruning a whole bucket is not what this module does")
-    if params["older_than_days"] < 0 or params["keep_newest"] < 0:
-        module.fail_json(msg="older_than_days and keep_newest must be 0 (off) or more")
-    if not params["older_than_days"] and not params["keep_newest"]:
-        module.fail_json(msg="set older_than_days or keep_newest (or both): without a rule nothing is released")
+    problem = refusal(params)
+    if problem:
+        module.fail_json(msg=problem)
     try:
         s3lib.check_bucket_name(params["bucket"])
         settings, _env = s3lib.module_settings(params)
@@ -162,16 +191,22 @@ def main():
         objects = s3lib.list_keys(s3, params["bucket"], params["prefix"])
         now = datetime.datetime.now(datetime.timezone.utc)
         doomed = released(objects, params["prefix"], params["older_than_days"], params["keep_newest"], now)
-        dry_run = module.check_mode or not params["confirm"]
+        digest = listing_digest(doomed)
+        confirmed = params["confirm_digest"]
+        changed_since = bool(confirmed) and confirmed != digest
+        dry_run = module.check_mode or not confirmed or changed_since
         removed = [] if dry_run else delete(s3, params["bucket"], [o["Key"] for o in doomed])
     except s3lib.S3Error as exc:
         module.fail_json(msg=str(exc))
     sizes = dict((o["Key"], o["Size"]) for o in doomed)
-    module.exit_json(
-        changed=bool(removed) or (dry_run and module.check_mode and bool(doomed) and params["confirm"]),
-        dry_run=dry_run, removed=removed, bytes_freed=sum(sizes[k] for k in removed),
-        bytes_listed=sum(sizes.values()),
-        listed=[{"key": o["Key"], "size": o["Size"], "last_modified": o["LastModified"].isoformat()} for o in doomed])
+    result = dict(dry_run=dry_run, removed=removed, bytes_freed=sum(sizes[k] for k in removed), bytes_listed=sum(sizes.values()),
+                  listing_digest=digest,
+                  listed=[{"key": o["Key"], "size": o["Size"], "last_modified": o["LastModified"].isoformat()} for o in doomed])
+    if changed_since:
+        module.fail_json(msg="the listing changed since the one confirmed (%s): it now releases %d object(s), %d bytes, digest %s. "
+                             "Nothing was deleted; review the new listing and confirm its digest" % (
+                                 confirmed, len(doomed), result["bytes_listed"], digest), **result)
+    module.exit_json(changed=bool(removed) or (module.check_mode and bool(doomed) and bool(confirmed)), **result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, assert_failed_with, confirm, recap, wait_for  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUCKET = "nself-family-prod"
@@ -33,13 +33,36 @@ print(json.dumps(sorted(o['Key'] for p in pages for o in p.get('Contents', [])))
 """
 
 
+# Objects cannot be made old in the object store: the modules' clock is moved on instead. This interpreter
+# starts Python with datetime.datetime.now() 400 days later (a test fixture, as freezegun would be).
+CLOCK_AHEAD = """import datetime, os
+_days = float(os.environ.get('CLOCK_AHEAD_DAYS', '0'))
+class _Ahead(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return super().now(tz) + datetime.timedelta(days=_days)
+if _days:
+    datetime.datetime = _Ahead
+"""
+CLOCK_AHEAD_PYTHON = "/opt/clock-ahead/python3"
+
+
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
     instance = Instance("nfamily-molecule-storage", tmp_path_factory.mktemp("storage"))
     subprocess.run(["podman", "cp", os.path.join(REPO, "tests", "bench", "rss_sampler.py"),
                     "%s:/tmp/rss_sampler.py" % instance.name], check=True)
     instance.sh("cat > /tmp/list_keys.py <<'EOF'\n%sEOF" % LIST_SCRIPT)
+    instance.sh("mkdir -p /opt/clock-ahead && cat > /opt/clock-ahead/sitecustomize.py <<'EOF'\n%sEOF\n"
+                "printf '#!/bin/sh\\nCLOCK_AHEAD_DAYS=400 PYTHONPATH=/opt/clock-ahead exec /usr/bin/python3 \"$@\"\\n' > {p} && "
+                "chmod 0755 {p}".replace("{p}", CLOCK_AHEAD_PYTHON) % CLOCK_AHEAD)
     return instance
+
+
+@pytest.fixture
+def later(host, tmp_path):
+    """The instance reached with the interpreter whose clock is 400 days on."""
+    return Instance(host.name, tmp_path, interpreter=CLOCK_AHEAD_PYTHON)
 
 
 @pytest.fixture
@@ -115,7 +138,7 @@ def test_refused_credentials_are_named_never_shown(host):
     assert not leaked, "a secret from the env files is in the -vvv output"
 
 
-def test_one_gigabyte_object_round_trips_with_its_sha256_in_bounded_memory(host):
+def test_one_gigabyte_object_round_trips_with_its_sha256_in_bounded_memory(host, later):
     host.sh("head -c 1073741824 /dev/urandom > /tmp/big.bin")
     expected = host.sh("sha256sum /tmp/big.bin").stdout.split()[0]
     host.sh("rm -f /tmp/rss.stop")
@@ -136,34 +159,76 @@ def test_one_gigabyte_object_round_trips_with_its_sha256_in_bounded_memory(host)
     print("minio_object peak RSS: %.1f MB (put %.1f s, get %.1f s)" % (peak["peak_kib"] / 1024.0, put[1]["seconds"], get[1]["seconds"]))
     assert peak["pids"], "the sampler found no AnsiballZ_minio_object process"
     assert peak["peak_kib"] < 150 * 1024
-    host.module("minio_prune", {"project_dir": PROJECT, "bucket": "nf-backups", "prefix": "roundtrip/", "keep_newest": 0,
-                                "older_than_days": 0})
+    prune_all(later, "nf-backups", "roundtrip/")
     host.sh("rm -f /tmp/big.bin /tmp/big.out")
 
 
-def test_full_disk_lists_first_then_deletes_exactly_the_listing_inside_the_prefix(host):
-    for index in range(4):  # one second apart, so their ages order them
-        host.sh("head -c 2048 /dev/urandom > /tmp/p.bin")
-        assert host.module("minio_object", {"project_dir": PROJECT, "bucket": BUCKET, "key": "prod/prune-test/%d.bin" % index,
-                                            "src": "/tmp/p.bin", "mode": "put"})[0] == 0
+def prune_all(box, bucket, prefix):
+    """Delete every object under prefix with minio_prune (box: the instance 400 days on): its listing, then that
+    listing confirmed."""
+    policy = {"project_dir": PROJECT, "bucket": bucket, "prefix": prefix, "older_than_days": 1}
+    rc, listing, output = box.module("minio_prune", policy)
+    assert rc == 0 and listing["dry_run"], output[-2000:]
+    rc, pruned, output = box.module("minio_prune", dict(policy, confirm_digest=listing["listing_digest"]))
+    assert rc == 0 and sorted(pruned["removed"]) == sorted(o["key"] for o in listing["listed"]), output[-2000:]
+
+
+def put_objects(box, *names):
+    for name in names:  # one second apart, so their ages order them
+        box.sh("head -c 2048 /dev/urandom > /tmp/p.bin")
+        assert box.module("minio_object", {"project_dir": PROJECT, "bucket": BUCKET, "key": name, "src": "/tmp/p.bin", "mode": "put"})[0] == 0
         time.sleep(1.1)
-    assert host.module("minio_object", {"project_dir": PROJECT, "bucket": BUCKET, "key": "prod/prune-testX/outside.bin",
-                                        "src": "/tmp/p.bin", "mode": "put"})[0] == 0
+
+
+def test_full_disk_lists_first_then_deletes_exactly_the_confirmed_listing(host, later):
+    """400 days on, a policy of older_than_days 300 keeping the newest 2: the run lists and names the listing's
+    digest; deleting needs that digest and the host's confirmation; a listing that changed in between (one
+    more upload) deletes nothing and names the new digest; the confirmed one deletes exactly its objects,
+    never the newest two, never a sibling prefix."""
+    put_objects(host, *["prod/prune-test/%d.bin" % index for index in range(4)] + ["prod/prune-testX/outside.bin"])
     before = keys(host, BUCKET, "prod/")
     host.run("sandbox-fault", "set", "fill_disk")
-    unset = recovery(host)
+    unset = recovery(later)
     assert_failed_with(unset, "disk_full", "Expand the storage")
-    policy = json.dumps({"storage_recovery_prune": {"bucket": BUCKET, "prefix": "prod/prune-test/", "keep_newest": 2}})
-    listed = recovery(host, "-e", policy)
-    assert_failed_with(listed, "nothing was deleted")
+    policy = json.dumps({"storage_recovery_prune": {"bucket": BUCKET, "prefix": "prod/prune-test/", "older_than_days": 300,
+                                                    "keep_newest": 2}})
+    listed = recovery(later, "-e", policy)
+    assert_failed_with(listed, "releases 2 object(s)", "nothing was deleted")
+    digest = re.search(r"storage_recovery_prune_confirm=([0-9a-f]{16})", " ".join(listed.stdout.split())).group(1)
     assert keys(host, BUCKET, "prod/") == before
-    confirmed = recovery(host, "-e", policy, "-e", "storage_recovery_prune_confirm=true")
-    assert "deleted 2 object(s)" in " ".join(confirmed.stdout.split()), confirmed.stdout[-3000:]
+    unconfirmed = recovery(later, "-e", policy, "-e", "storage_recovery_prune_confirm=" + digest)
+    assert_failed_with(unconfirmed, "storage_recovery would destroy or replace data on %s" % host.name,
+                       "Re-run with -e runbook_confirm=storage_recovery@%s" % host.name)
+    put_objects(host, "prod/prune-test/4.bin")  # the listing the operator saw is not the one now
+    changed = recovery(later, "-e", policy, "-e", "storage_recovery_prune_confirm=" + digest, *confirm(host.name, "storage_recovery.yml"))
+    assert_failed_with(changed, "the listing changed since the one confirmed (%s): it now releases 3 object(s)" % digest,
+                       "Nothing was deleted")
+    assert keys(host, BUCKET, "prod/") == sorted(before + ["prod/prune-test/4.bin"])
+    digest = re.search(r"digest ([0-9a-f]{16})\. Nothing", " ".join(changed.stdout.split())).group(1)
+    confirmed = recovery(later, "-e", policy, "-e", "storage_recovery_prune_confirm=" + digest, *confirm(host.name, "storage_recovery.yml"))
+    assert "deleted 3 object(s)" in " ".join(confirmed.stdout.split()), confirmed.stdout[-3000:]
     after = keys(host, BUCKET, "prod/")
-    assert sorted(set(before) - set(after)) == ["prod/prune-test/0.bin", "prod/prune-test/1.bin"]
-    assert "prod/prune-testX/outside.bin" in after and "prod/prune-test/3.bin" in after
+    assert sorted(set(before + ["prod/prune-test/4.bin"]) - set(after)) == ["prod/prune-test/%d.bin" % n for n in range(3)]
+    assert "prod/prune-testX/outside.bin" in after and "prod/prune-test/3.bin" in after and "prod/prune-test/4.bin" in after
     # the ballast still fills the disk: explained, not hidden
     assert_failed_with(confirmed, "what the prune policy releases is not enough")
+    today = recovery(host, "-e", policy)  # without the clock moved on, nothing under the prefix is 300 days old
+    assert_failed_with(today, "releases 0 object(s)")
+
+
+@pytest.mark.parametrize("prune, confirmation, message", [
+    ({"prefix": "prod/prune-test"}, "", "prefix ending in / (prod/f1 would also match prod/f10/)"),
+    ({"older_than_days": 0}, "", "older_than_days (1 or more: the rule)"),
+    ({"keep_newest": 2, "older_than_days": None}, "", "older_than_days (1 or more: the rule)"),
+    ({}, "true", "storage_recovery_prune_confirm the listing digest (16 hex digits)"),
+])
+def test_a_bad_prune_policy_or_confirmation_is_refused_before_anything(host, prune, confirmation, message):
+    before = keys(host, BUCKET, "prod/")
+    policy = {k: v for k, v in dict({"bucket": BUCKET, "prefix": "prod/", "older_than_days": 30}, **prune).items() if v is not None}
+    extra = ("-e", "storage_recovery_prune_confirm=" + confirmation) if confirmation else ()
+    proc = recovery(host, "-e", json.dumps({"storage_recovery_prune": policy}), *extra, *confirm(host.name, "storage_recovery.yml"))
+    assert_failed_with(proc, message, "Nothing was changed.")
+    assert keys(host, BUCKET, "prod/") == before
 
 
 @pytest.mark.parametrize("args,message", [
@@ -186,8 +251,8 @@ def test_no_secret_in_module_output_at_vvv(host):
 
 def test_module_refuses_to_prune_outside_a_prefix(host):
     rc, result, _output = host.module("minio_prune", {"project_dir": PROJECT, "bucket": BUCKET, "prefix": "",
-                                                      "keep_newest": 1, "confirm": True})
-    assert rc != 0 and "prefix must not be empty" in result["msg"]
+                                                      "older_than_days": 1})
+    assert rc != 0 and "must name a folder and end in /" in result["msg"]
     assert len(keys(host, BUCKET, "")) > 0
 
 
@@ -246,7 +311,7 @@ def test_a_put_into_a_missing_bucket_fails_fast_and_creates_nothing(host):
 def test_a_prune_policy_on_a_missing_bucket_is_refused_naming_it(host):
     before = keys(host, BUCKET, "prod/")
     host.run("sandbox-fault", "set", "fill_disk")
-    policy = json.dumps({"storage_recovery_prune": {"bucket": "no-such-bucket-xyz", "prefix": "prod/", "keep_newest": 1}})
-    proc = recovery(host, "-e", policy, "-e", "storage_recovery_prune_confirm=true")
+    policy = json.dumps({"storage_recovery_prune": {"bucket": "no-such-bucket-xyz", "prefix": "prod/", "older_than_days": 1}})
+    proc = recovery(host, "-e", policy)
     assert_failed_with(proc, "bucket no-such-bucket-xyz does not exist", "nothing was listed or deleted")
     assert keys(host, BUCKET, "prod/") == before

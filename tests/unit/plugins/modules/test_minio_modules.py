@@ -26,8 +26,12 @@ def test_prune_by_age_keeps_newer_objects_and_stays_inside_the_prefix():
     assert keys(doomed) == ["prod/f1/family/media/a/1.jpg", "prod/f1/family/media/b/2.jpg"]  # oldest first, f10 untouched
 
 
-def test_prune_by_count_keeps_the_newest():
-    assert keys(minio_prune.released(OBJECTS, "prod/f1/", 0, 3, NOW)) == ["prod/f1/family/media/a/1.jpg"]
+def test_keep_newest_is_a_floor_not_a_rule():
+    """It used to release every object beyond the newest N, however young: now it only keeps."""
+    # beyond the newest one are three objects; only the one older than 300 days goes (it used to be all three)
+    assert keys(minio_prune.released(OBJECTS, "prod/f1/", 300, 1, NOW)) == ["prod/f1/family/media/a/1.jpg"]
+    assert keys(minio_prune.released(OBJECTS, "prod/f1/", 5, 3, NOW)) == ["prod/f1/family/media/a/1.jpg"]
+    assert minio_prune.released(OBJECTS, "prod/f1/", 300, 4, NOW) == []
 
 
 def test_prune_never_releases_the_newest_n_even_when_old():
@@ -36,11 +40,34 @@ def test_prune_never_releases_the_newest_n_even_when_old():
     assert keys(minio_prune.released(old, "p/", 30, 1, NOW)) == ["p/a"]  # p/b is the newest
 
 
-def test_prune_refuses_an_empty_prefix_and_no_rule(run_module):
-    result = run_module(minio_prune.main, {"bucket": "nf-media", "prefix": "", "older_than_days": 1}, {})[0]
-    assert result["failed"] and "prefix must not be empty" in result["msg"]
-    result = run_module(minio_prune.main, {"bucket": "nf-media", "prefix": "prod/"}, {})[0]
-    assert result["failed"] and "set older_than_days or keep_newest" in result["msg"]
+def test_the_digest_names_the_listing():
+    listing = minio_prune.released(OBJECTS, "prod/f1/", 100, 0, NOW)
+    digest = minio_prune.listing_digest(listing)
+    assert len(digest) == 16 and digest == minio_prune.listing_digest([dict(o) for o in listing])
+    rewritten = [dict(listing[0], Size=11)] + listing[1:]
+    assert minio_prune.listing_digest(rewritten) != digest  # same keys, another object
+    assert minio_prune.listing_digest(listing[:1]) != digest
+    assert minio_prune.listing_digest([dict(listing[0], ETag='"x"')] + listing[1:]) != digest
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"prefix": ""}, "must name a folder and end in /"),
+    ({"prefix": "/"}, "must name a folder and end in /"),
+    ({"prefix": "prod/f1"}, "also matches its siblings (prod/f1 matches prod/f10/)"),
+    ({"older_than_days": 0}, "older_than_days must be 1 or more"),
+    ({"keep_newest": -1}, "keep_newest 0 or more"),
+    ({"confirm_digest": "true"}, "confirm_digest must be the listing_digest a dry run returned"),
+    ({"confirm_digest": "ABCDEF0123456789"}, "confirm_digest must be the listing_digest"),
+])
+def test_prune_refuses_what_is_not_a_prune_before_listing(run_module, args, message):
+    """Refused before any request: run_module has no S3 endpoint to answer."""
+    result = run_module(minio_prune.main, dict({"bucket": "nf-media", "prefix": "prod/f1/", "older_than_days": 30}, **args), {})[0]
+    assert result["failed"] and message in result["msg"]
+
+
+def test_older_than_days_is_required(run_module):
+    result = run_module(minio_prune.main, {"bucket": "nf-media", "prefix": "prod/", "keep_newest": 2}, {})[0]
+    assert result["failed"] and "older_than_days" in result["msg"]
 
 
 @pytest.mark.parametrize("name", ["ab", "Upper", "under_score", "-lead", "trail-", "a..b", "192.168.1.1", "x" * 64])
