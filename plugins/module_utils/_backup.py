@@ -16,7 +16,6 @@ __metaclass__ = type
 
 import datetime
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -130,16 +129,6 @@ def mark_drill(manifest, drill):
     files.write_json(manifest["manifest"], stored(manifest))
 
 
-def sha256_file(path, handle=None):
-    """(sha256, size) of the file at path, or of what handle (open, binary) reads."""
-    digest, size = hashlib.sha256(), 0
-    with handle or open(path, "rb") as source:
-        for chunk in iter(lambda: source.read(1024 * 1024), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def open_regular(path, what):
     """path opened for reading (binary) if it is a regular file: never through a symbolic link, never a FIFO
     or a device (a read that blocks, or never ends). Raises BackupError, or OSError ENOENT when missing."""
@@ -169,7 +158,7 @@ def check_file(manifest):
         handle.close()
         raise BackupError("%s is %d bytes, its manifest says %d: the file is truncated or was replaced"
                           % (path, size, manifest["size"]))
-    digest, _size = sha256_file(path, handle)
+    digest, _size = files.sha256_file(path, handle)
     if digest != manifest["sha256"]:
         raise BackupError("the sha256 of %s does not match its manifest: the file is corrupted" % path)
     return digest
@@ -328,10 +317,13 @@ def fetch_offsite(s3lib, s3, bucket, prefix, source, directory, warn=lambda mess
         except ValueError:
             raise BackupError("s3://%s/%s is not a valid manifest" % (bucket, key))
     path = os.path.join(directory, check_name(remote["file"]))
-    if not (os.path.lexists(path) and sha256_file(path, open_regular(path, "the local copy"))[0] == remote["sha256"]):
-        claimed = s3lib.download(s3, bucket, key[:-len(MANIFEST_SUFFIX)], path)
-        if claimed and claimed != remote["sha256"]:
-            raise BackupError("s3://%s/%s carries sha256 %s in its metadata, its manifest says %s"
-                              % (bucket, key, claimed, remote["sha256"]))
+    if not os.path.lexists(path):
+        s3lib.download(s3, bucket, key[:-len(MANIFEST_SUFFIX)], path, expected=remote["sha256"])
+    elif files.sha256_file(path, open_regular(path, "the local backup"))[0] != remote["sha256"]:
+        raise BackupError("%s is a local backup of the same name with other contents than s3://%s/%s names: nothing was "
+                          "overwritten. Restore it by name without offsite, or move it aside to bring the offsite copy"
+                          % (path, bucket, key))
+    elif os.path.lexists(manifest_path(path)):
+        return read_manifest(manifest_path(path))  # the same backup: its own manifest speaks for it
     files.write_json(manifest_path(path), remote)
     return read_manifest(manifest_path(path))

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -182,3 +183,13 @@ def abandoned_partials(directory, max_age_s=3600, proc="/proc"):
         elif time.time() - os.path.getmtime(path) > max_age_s:
             found.append(path)
     return sorted(found)
+
+
+def sha256_file(path, handle=None):
+    """(sha256, size) of the file at path, or of what handle (open, binary) reads."""
+    digest, size = hashlib.sha256(), 0
+    with handle or open(path, "rb") as source:
+        for chunk in iter(lambda: source.read(1024 * 1024), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

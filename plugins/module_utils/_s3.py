@@ -17,11 +17,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
 import re
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils import _urls as urls
 
 try:
     import boto3
@@ -76,6 +78,9 @@ def settings_from_env(env, given):
     if not access or not secret:
         raise S3Error("no S3 credentials: set access_key and secret_key, or S3_ACCESS_KEY/S3_SECRET_KEY or "
                       "MINIO_ROOT_USER/MINIO_ROOT_PASSWORD in the project's env files")
+    problem = urls.plain_http_problem(endpoint, "the S3 keys' signatures and every object")
+    if problem:
+        raise S3Error("endpoint_url %s; nothing was sent" % problem)
     return dict(endpoint_url=endpoint, access_key=access, secret_key=secret,
                 region=given.get("region") or env.get("S3_REGION") or env.get("MINIO_REGION") or "us-east-1",
                 ca_bundle=given.get("ca_bundle"), validate_certs=given.get("validate_certs", True))
@@ -120,8 +125,10 @@ def upload(s3, path, bucket, key, sha256):
     return {"bucket": bucket, "key": key, "size": head["ContentLength"], SHA256_META: sha256}
 
 
-def download(s3, bucket, key, dest):
-    """Download an object to dest through a partial file; returns the sha256 its metadata claims."""
+def download(s3, bucket, key, dest, expected=None, unchecked_ok=False):
+    """Download an object to dest through a partial file, kept only if its sha256 is the one expected (a
+    manifest's) and the one the object's metadata claims. An object that claims none, with nothing expected,
+    is refused unless unchecked_ok. Returns (sha256, checked)."""
     partial = files.partial_path(dest)
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
@@ -130,9 +137,17 @@ def download(s3, bucket, key, dest):
         if os.path.exists(partial):
             os.unlink(partial)
         raise S3Error("downloading s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
+    digest = files.sha256_file(partial)[0]
+    claims = [(what, value) for what, value in (("its manifest", expected), ("its metadata", head.get("Metadata", {}).get(SHA256_META)))
+              if value]
+    wrong = ["%s says %s" % (what, value) for what, value in claims if value != digest]
+    if wrong or not (claims or unchecked_ok):
+        os.unlink(partial)
+        raise S3Error("s3://%s/%s downloaded with sha256 %s, but %s: not kept" % (
+            bucket, key, digest, ", ".join(wrong) or "it carries no sha256 metadata to check it against"))
     os.chmod(partial, 0o600)
     files.commit(partial, dest)
-    return head.get("Metadata", {}).get(SHA256_META)
+    return digest, bool(claims)
 
 
 def list_keys(s3, bucket, prefix):
@@ -154,8 +169,9 @@ def get_bytes(s3, bucket, key):
 
 
 def put_bytes(s3, bucket, key, data):
+    """A small object (a manifest), with its sha256 in the metadata as every object the collection writes."""
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={SHA256_META: hashlib.sha256(data).hexdigest()})
     except (BotoCoreError, ClientError) as exc:
         raise S3Error("writing s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
 

@@ -114,12 +114,10 @@ previous_fingerprint:
   type: str
 """
 
-import ipaddress
 import json
 import os
 import time
 import uuid
-from urllib.parse import urlparse
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
@@ -128,6 +126,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.nfamily.ops.plugins.module_utils import _jwt_key as jk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
+from ansible_collections.nfamily.ops.plugins.module_utils import _urls as urls
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 
 HASURA_NS = "https://hasura.io/jwt/claims"
@@ -221,26 +220,6 @@ def previous_rotation(params, env_name):
     return done[-1]
 
 
-def url_problem(url):
-    """Why url may not receive the verification password and tokens, or None."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return "must be an http:// or https:// URL (got %r)" % url
-    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
-        return ("is plain http:// to %s: the verification password and tokens would cross the network unencrypted; use "
-                "https:// or the loopback address the host reaches the service on" % parsed.hostname)
-    return None
-
-
-def is_loopback(hostname):
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
 def main():
     argument_spec = nself_argument_spec()
     argument_spec.update(
@@ -260,7 +239,7 @@ def main():
     if not os.path.isdir(params["project_dir"]):
         module.fail_json(msg="project_dir %s does not exist; set nfamily_project_dir to the nself project" % params["project_dir"])
     for option in ("auth_url", "api_url", "hasura_url"):
-        problem = url_problem(params[option]) if params[option] else None
+        problem = urls.plain_http_problem(params[option], "the verification password and tokens") if params[option] else None
         if problem:
             module.fail_json(msg="%s %s. Nothing was sent" % (option, problem))
     checks = Checks()

@@ -17,7 +17,8 @@ description:
     so memory does not grow with the file) and the file's sha256 in the object's metadata; it then reads the object's
     size and metadata back. An object with the same size and sha256 metadata is left alone.
   - V(get) downloads the object to O(dest) through a partial file and checks the result's sha256 against the object's
-    metadata before the rename. A O(dest) that already has that sha256 is left alone.
+    metadata before the rename. A O(dest) that already has that sha256 is left alone. An object without sha256 metadata
+    (not put by this module or the backups) is refused before anything is downloaded, unless O(require_sha256=false).
   - V(stat) reads size, sha256 metadata, ETag and modification time.
 extends_documentation_fragment:
   - nfamily.ops.minio
@@ -48,6 +49,12 @@ options:
   dest:
     description: Where to download to (V(get)); written 0600.
     type: path
+  require_sha256:
+    description:
+      - With V(get), refuse an object that carries no sha256 metadata, whose download could not be checked.
+      - V(false) takes it unchecked, and RV(verified) says so.
+    type: bool
+    default: true
 author:
   - nfamily.ops maintainers (@nfamily)
 """
@@ -84,6 +91,10 @@ seconds:
   description: Seconds the transfer took (0 when nothing moved).
   returned: always
   type: float
+verified:
+  description: Whether O(dest) was checked against the object's sha256 metadata (V(false) only with O(require_sha256=false)).
+  returned: when O(mode=get)
+  type: bool
 """
 
 import os
@@ -93,7 +104,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
-from ansible_collections.nfamily.ops.plugins.module_utils._backup import sha256_file
 
 
 def argument_spec():
@@ -104,6 +114,7 @@ def argument_spec():
         mode=dict(type="str", choices=["put", "get", "stat"], default="stat"),
         src=dict(type="path"),
         dest=dict(type="path"),
+        require_sha256=dict(type="bool", default=True),
     )
     return spec
 
@@ -139,7 +150,7 @@ def main():
         current = stat(s3, params["bucket"], params["key"])
         started = time.time()
         if params["mode"] == "put":
-            digest = sha256_file(params["src"])[0]
+            digest = files.sha256_file(params["src"])[0]
             same = current and current["sha256"] == digest and current["size"] == os.path.getsize(params["src"])
             result["changed"] = not same
             if result["changed"] and not module.check_mode:
@@ -148,10 +159,15 @@ def main():
         elif params["mode"] == "get":
             if current is None:
                 raise s3lib.S3Error("s3://%s/%s does not exist" % (params["bucket"], params["key"]))
-            same = os.path.isfile(params["dest"]) and current["sha256"] and sha256_file(params["dest"])[0] == current["sha256"]
+            if not current["sha256"] and params["require_sha256"]:
+                raise s3lib.S3Error("s3://%s/%s carries no sha256 metadata (minio_object and the backups put one): what arrives "
+                                    "could not be checked. Nothing was downloaded; set require_sha256=false to take it unchecked"
+                                    % (params["bucket"], params["key"]))
+            same = os.path.isfile(params["dest"]) and current["sha256"] and files.sha256_file(params["dest"])[0] == current["sha256"]
             result["changed"] = not same
+            result["verified"] = bool(current["sha256"])
             if result["changed"] and not module.check_mode:
-                fetch(s3, params, current)
+                s3lib.download(s3, params["bucket"], params["key"], params["dest"], unchecked_ok=True)
         result["seconds"] = round(time.time() - started, 2) if result["changed"] and not module.check_mode else 0.0
     except s3lib.S3Error as exc:
         module.fail_json(msg=str(exc))
@@ -159,19 +175,6 @@ def main():
         module.fail_json(msg="local file error: %s" % exc)
     result.update(object=current or {}, exists=current is not None)
     module.exit_json(**result)
-
-
-def fetch(s3, params, current):
-    """Download through a partial file; the sha256 must match the object's metadata before the rename."""
-    dest = params["dest"]
-    partial = files.partial_path(dest)
-    claimed = s3lib.download(s3, params["bucket"], params["key"], partial)
-    digest = sha256_file(partial)[0]
-    if claimed and digest != claimed:
-        os.unlink(partial)
-        raise s3lib.S3Error("s3://%s/%s downloaded with sha256 %s, but its metadata says %s: not kept"
-                            % (params["bucket"], params["key"], digest, claimed))
-    files.commit(partial, dest)
 
 
 if __name__ == "__main__":

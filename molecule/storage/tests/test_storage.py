@@ -308,6 +308,22 @@ def test_a_put_into_a_missing_bucket_fails_fast_and_creates_nothing(host):
     assert raw.stdout.split("\n")[:2] == ["NoSuchBucket", "['nf-backups', 'nself-family-prod']"], raw.stdout + raw.stderr
 
 
+def test_an_object_without_sha256_metadata_is_not_downloaded_unchecked(host):
+    """An object another tool put carries no sha256: get refuses it before downloading, unless told to take it
+    unchecked, and then says it was not verified."""
+    raw = host.run("python3", "-c", LIST_SCRIPT.split("pages =", maxsplit=1)[0] + "\ns3.put_object(Bucket='%s', Key='raw/plain.bin', "
+                   "Body=b'not put by minio_object')" % BUCKET, workdir=PROJECT)
+    assert raw.returncode == 0, raw.stderr
+    args = {"project_dir": PROJECT, "bucket": BUCKET, "key": "raw/plain.bin", "mode": "get", "dest": "/tmp/plain.out"}
+    host.sh("rm -f /tmp/plain.out")
+    rc, result, output = host.module("minio_object", args)
+    assert rc != 0 and "carries no sha256 metadata" in result.get("msg", "") and "Nothing was downloaded" in result["msg"], output[-2000:]
+    assert host.run("test", "-e", "/tmp/plain.out").returncode == 1
+    rc, result, output = host.module("minio_object", dict(args, require_sha256=False))
+    assert rc == 0 and result["changed"] and result["verified"] is False, output[-2000:]
+    assert host.run("cat", "/tmp/plain.out").stdout == "not put by minio_object"
+
+
 def test_a_prune_policy_on_a_missing_bucket_is_refused_naming_it(host):
     before = keys(host, BUCKET, "prod/")
     host.run("sandbox-fault", "set", "fill_disk")

@@ -186,3 +186,50 @@ def test_latest_skips_a_backup_that_failed_its_drill_with_a_warning(tmp_path):
     bk.mark_drill(bk.resolve("good.dump", str(tmp_path)), {"result": "failed", "at": "x", "problems": []})
     with pytest.raises(bk.BackupError, match="that passed its drills"):
         bk.resolve("latest", str(tmp_path))
+
+
+class OffsiteS3(object):
+    """The s3lib an offsite fetch is given, over one stored backup: its manifest and its file."""
+
+    class S3Error(Exception):
+        pass
+
+    def __init__(self, manifest, content):
+        self.manifest, self.content, self.downloads = manifest, content, []
+
+    def get_bytes(self, s3, bucket, key):
+        return json.dumps(self.manifest).encode()
+
+    def download(self, s3, bucket, key, dest, expected=None):
+        self.downloads.append(key)
+        with open(dest, "wb") as handle:
+            handle.write(self.content)
+
+
+def test_an_offsite_copy_never_overwrites_a_local_backup_of_the_same_name(tmp_path):
+    remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
+    remote_dir.mkdir()
+    local_dir.mkdir()
+    write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-offsite")
+    remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
+    local = write_backup(local_dir, "nself_family_x.dump", content=b"PGDMP-local")
+    s3lib = OffsiteS3(remote, b"PGDMP-offsite")
+    with pytest.raises(bk.BackupError, match="is a local backup of the same name with other contents .* nothing was overwritten"):
+        bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+    assert open(local, "rb").read() == b"PGDMP-local" and s3lib.downloads == []
+    assert json.loads(open(local + bk.MANIFEST_SUFFIX).read())["sha256"] == hashlib.sha256(b"PGDMP-local").hexdigest()
+
+
+def test_an_offsite_copy_is_brought_once_and_the_same_local_backup_keeps_its_manifest(tmp_path):
+    remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
+    remote_dir.mkdir()
+    local_dir.mkdir()
+    write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-offsite")
+    remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
+    s3lib = OffsiteS3(remote, b"PGDMP-offsite")
+    fetched = bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+    assert fetched["sha256"] == remote["sha256"] and s3lib.downloads == ["db/nself_family_x.dump"]
+    local_manifest = local_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)
+    local_manifest.write_text(json.dumps(dict(remote, drill={"result": "passed"})))
+    again = bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+    assert s3lib.downloads == ["db/nself_family_x.dump"] and again["drill"] == {"result": "passed"}

@@ -1,4 +1,7 @@
 import datetime
+import hashlib
+import os
+import re
 
 import pytest
 
@@ -203,3 +206,61 @@ def test_check_mode_asks_whether_the_bucket_exists_and_writes_nothing():
         s3lib.require_writable(FakeS3(HeadBucket="404"), "gone", "db/", endpoint, probe=False)
     denied = s3lib.require_writable(FakeS3(HeadBucket="AccessDenied"), "nf-backups", "db/", endpoint, probe=False)
     assert len(denied) == 1 and "the run checks it with a write" in denied[0]
+
+
+@pytest.mark.parametrize("endpoint, refused", [
+    ("http://backup.example.net:9000", True),  # plain http across the network: the keys' signatures and the dumps
+    ("http://10.0.0.5:9000", True),
+    ("ftp://127.0.0.1:9000", True),
+    ("https://backup.example.net", False),
+    ("http://127.0.0.1:9000", False),
+    ("http://localhost:9000", False),
+    ("http://[::1]:9000", False),
+])
+def test_plain_http_goes_only_to_the_loopback_address(endpoint, refused):
+    given = {"endpoint_url": endpoint, "access_key": "x", "secret_key": "y"}
+    if refused:
+        with pytest.raises(s3lib.S3Error, match="nothing was sent"):
+            s3lib.settings_from_env({}, given)
+    else:
+        assert s3lib.settings_from_env({}, given)["endpoint_url"] == endpoint
+
+
+class DownloadingS3(object):
+    """An S3 client whose object holds content and claims sha256 in its metadata (or nothing)."""
+
+    def __init__(self, content, claimed=None):
+        self.content, self.claimed = content, claimed
+
+    def head_object(self, Bucket, Key):
+        return {"Metadata": {"sha256": self.claimed} if self.claimed else {}}
+
+    def download_file(self, bucket, key, path, Config=None):
+        with open(path, "wb") as handle:
+            handle.write(self.content)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("claimed, expected, unchecked_ok, problem", [
+    (None, None, False, "carries no sha256 metadata to check it against"),
+    (sha(b"other"), None, False, "its metadata says " + sha(b"other")),
+    (None, sha(b"other"), False, "its manifest says " + sha(b"other")),
+    (sha(b"data"), sha(b"other"), False, "its manifest says " + sha(b"other")),
+    (sha(b"other"), sha(b"data"), True, "its metadata says " + sha(b"other")),
+])
+def test_a_download_that_cannot_be_checked_or_does_not_match_is_not_kept(tmp_path, claimed, expected, unchecked_ok, problem):
+    dest = tmp_path / "copy.dump"
+    dest.write_bytes(b"what was here")
+    with pytest.raises(s3lib.S3Error, match=re.escape(problem) + ".*: not kept"):
+        s3lib.download(DownloadingS3(b"data", claimed), "nf-backups", "db/copy.dump", str(dest), expected, unchecked_ok)
+    assert dest.read_bytes() == b"what was here" and os.listdir(str(tmp_path)) == ["copy.dump"]
+
+
+def test_a_download_is_kept_when_it_matches_or_when_unchecked_is_allowed(tmp_path):
+    dest = tmp_path / "copy.dump"
+    assert s3lib.download(DownloadingS3(b"data", sha(b"data")), "b", "k", str(dest), sha(b"data")) == (sha(b"data"), True)
+    assert dest.read_bytes() == b"data" and oct(dest.stat().st_mode & 0o777) == "0o600"
+    assert s3lib.download(DownloadingS3(b"raw"), "b", "k", str(dest), unchecked_ok=True) == (sha(b"raw"), False)
