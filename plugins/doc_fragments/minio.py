@@ -23,7 +23,7 @@ options:
     type: str
     choices: [dev, staging, prod]
   endpoint_url:
-    description: S3 endpoint URL.
+    description: S3 endpoint URL; V(https://), or V(http://) only to this host's loopback address (refused otherwise).
     type: str
   access_key:
     description: Access key.

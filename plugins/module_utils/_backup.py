@@ -317,13 +317,19 @@ def fetch_offsite(s3lib, s3, bucket, prefix, source, directory, warn=lambda mess
         except ValueError:
             raise BackupError("s3://%s/%s is not a valid manifest" % (bucket, key))
     path = os.path.join(directory, check_name(remote["file"]))
+    # A local manifest that survived its file is this host's word for what the backup is: the bucket's must agree.
+    local = read_manifest(manifest_path(path)) if os.path.lexists(manifest_path(path)) else None
+    if local and local["sha256"] != remote["sha256"]:
+        raise BackupError("the local manifest %s names sha256 %s, s3://%s/%s names %s: nothing was downloaded or overwritten; "
+                          "find out which is right before restoring either" % (local["manifest"], local["sha256"], bucket, key,
+                                                                               remote["sha256"]))
     if not os.path.lexists(path):
         s3lib.download(s3, bucket, key[:-len(MANIFEST_SUFFIX)], path, expected=remote["sha256"])
     elif files.sha256_file(path, open_regular(path, "the local backup"))[0] != remote["sha256"]:
         raise BackupError("%s is a local backup of the same name with other contents than s3://%s/%s names: nothing was "
                           "overwritten. Restore it by name without offsite, or move it aside to bring the offsite copy"
                           % (path, bucket, key))
-    elif os.path.lexists(manifest_path(path)):
-        return read_manifest(manifest_path(path))  # the same backup: its own manifest speaks for it
+    if local:
+        return local
     files.write_json(manifest_path(path), remote)
     return read_manifest(manifest_path(path))

@@ -134,6 +134,11 @@ def parse_status(text):
         return data, "nself status --json printed invalid JSON (%s); used its name/status pairs" % str(exc)[:80]
 
 
+def log_message(line):
+    """A line of `nself logs` without nself's "<time> [<service>   ] " prefix, its secrets scrubbed."""
+    return scrub(line.split("] ", 1)[-1].strip())
+
+
 def parse_container_states(text):
     """`docker inspect <container>...` (a JSON list, printed for the containers found even when others are
     missing) as {container name: {state, restart_count, exit_code}}."""

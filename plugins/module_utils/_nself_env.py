@@ -53,30 +53,27 @@ def normalise(name):
     return ALIASES.get((name or "").strip().lower())
 
 
-def _named_environment(project_dir, environ):
-    """The first environment name in nself's order (TARGET_ENV, NSELF_ENV, ENV= in .env, $ENV), as written;
-    None when none is named. IOError when .env cannot be read."""
+def detect_environment(project_dir, environ=None):
+    """nself's order: TARGET_ENV, NSELF_ENV, ENV= in .env, $ENV, dev (also for a name nself does not know)."""
+    environ = os.environ if environ is None else environ
     for key in ("TARGET_ENV", "NSELF_ENV"):
         if environ.get(key):
-            return environ[key]
+            return normalise(environ[key]) or "dev"
     dot_env = read_env_file(os.path.join(project_dir, ".env")) or {}
-    return dot_env.get("ENV") or environ.get("ENV") or None
+    if dot_env.get("ENV"):
+        return normalise(dot_env["ENV"]) or "dev"
+    return normalise(environ.get("ENV")) or "dev"
 
 
-def detect_environment(project_dir, environ=None):
-    """nself's choice: the environment named first in its order, dev when none is named or nself does not know the name."""
-    environ = os.environ if environ is None else environ
-    return normalise(_named_environment(project_dir, environ)) or "dev"
-
-
-def declared_environment(project_dir, environ=None):
-    """The environment the host names for itself, normalised; None when it names none, names one nself does
-    not know, or .env cannot be read: then nothing says the host is not prod."""
-    environ = os.environ if environ is None else environ
+def declared_environment(project_dir):
+    """The environment the host's .env names for it (ENV=), normalised; None when it names none, names one nself
+    does not know, or cannot be read: then nothing says the host is not prod. Variables a play or a session
+    sets (NSELF_ENV, ENV) are not the host's word."""
     try:
-        return normalise(_named_environment(project_dir, environ))
+        dot_env = read_env_file(os.path.join(project_dir, ".env")) or {}
     except (IOError, OSError):
         return None
+    return normalise(dot_env.get("ENV"))
 
 
 def cascade_files(env_name):

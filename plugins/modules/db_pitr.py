@@ -158,9 +158,8 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils import _pitr as pitr
-from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, log_message, nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresContainer, PostgresError, pg_argument_spec
-from ansible_collections.nfamily.ops.plugins.module_utils._redact import scrub
 from ansible_collections.nfamily.ops.plugins.module_utils._runbook import isoformat, utcnow
 
 UP_STATES = ("healthy", "starting", "unhealthy", "restarting", "running")
@@ -237,8 +236,8 @@ class Recovery(object):
         lines = result.stdout.splitlines()
         starts = [i for i, line in enumerate(lines) if RECOVERY_START in line or "starting archive recovery" in line]
         lines = lines[starts[-1]:] if starts else lines
-        # nself prefixes "<time> [postgres   ] "; clients refused during startup are noise
-        return [scrub(line.split("] ", 1)[-1].strip()) for line in lines
+        # clients refused during startup are noise
+        return [log_message(line) for line in lines
                 if any(key in line for key in EVIDENCE) and "is starting up" not in line]
 
 

@@ -167,7 +167,8 @@ def main():
             result["changed"] = not same
             result["verified"] = bool(current["sha256"])
             if result["changed"] and not module.check_mode:
-                s3lib.download(s3, params["bucket"], params["key"], params["dest"], unchecked_ok=True)
+                result["verified"] = s3lib.download(s3, params["bucket"], params["key"], params["dest"],
+                                                    unchecked_ok=not params["require_sha256"])[1]
         result["seconds"] = round(time.time() - started, 2) if result["changed"] and not module.check_mode else 0.0
     except s3lib.S3Error as exc:
         module.fail_json(msg=str(exc))

@@ -149,9 +149,10 @@ def listing_digest(doomed):
 
 def refusal(params):
     """Why the arguments cannot be a prune, or None."""
-    if not params["prefix"].endswith("/") or params["prefix"].strip("/") == "":
-        return ("prefix %r must name a folder and end in /: a prefix without it also matches its siblings (prod/f1 matches "
-                "prod/f10/), and pruning a whole bucket is not what this module does" % params["prefix"])
+    if not params["prefix"].endswith("/") or params["prefix"].startswith("/") or params["prefix"].strip("/") == "":
+        return ("prefix %r must name a folder and end in /, as keys do without a leading /: a prefix without the trailing / also "
+                "matches its siblings (prod/f1 matches prod/f10/), and pruning a whole bucket is not what this module does"
+                % params["prefix"])
     if params["older_than_days"] < 1 or params["keep_newest"] < 0:
         return "older_than_days must be 1 or more (it is the rule that releases objects) and keep_newest 0 or more (a floor)"
     if params["confirm_digest"] and not DIGEST_RE.fullmatch(params["confirm_digest"]):

@@ -121,8 +121,8 @@ environment:
   sample: prod
 declared_environment:
   description:
-    - The environment the host names for itself (as RV(environment) but without O(environment)), or null when it names
-      none, names one nself does not know, or C(.env) cannot be read.
+    - The environment the host names for itself, C(ENV=) of its C(.env) (environment variables a play or a session sets
+      do not count), or null when it names none, names one nself does not know, or C(.env) cannot be read.
     - A run that destroys or replaces data treats the host as prod unless both this and RV(environment) say dev or staging.
   returned: always
   type: str

@@ -110,8 +110,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, nself_argument_spec
-from ansible_collections.nfamily.ops.plugins.module_utils._redact import scrub
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import NselfCLI, NselfError, log_message, nself_argument_spec
 
 UP = ("healthy",)
 RUNNING = ("healthy", "starting", "unhealthy")
@@ -174,7 +173,7 @@ def log_tail(cli, services, lines=4):
     tails = []
     for service in services:
         result = cli.run(["logs", service, "--tail", str(lines)])
-        said = [scrub(line.split("] ", 1)[-1].strip()) for line in result.stdout.splitlines() if line.strip()]
+        said = [log_message(line) for line in result.stdout.splitlines() if line.strip()]
         tails.append("%s: %s" % (service, " | ".join(said[-lines:]) or "nothing"))
     return "; ".join(tails)
 

@@ -195,13 +195,14 @@ class OffsiteS3(object):
         pass
 
     def __init__(self, manifest, content):
-        self.manifest, self.content, self.downloads = manifest, content, []
+        self.manifest, self.content, self.downloads, self.expected = manifest, content, [], []
 
     def get_bytes(self, s3, bucket, key):
         return json.dumps(self.manifest).encode()
 
     def download(self, s3, bucket, key, dest, expected=None):
         self.downloads.append(key)
+        self.expected.append(expected)
         with open(dest, "wb") as handle:
             handle.write(self.content)
 
@@ -213,11 +214,12 @@ def test_an_offsite_copy_never_overwrites_a_local_backup_of_the_same_name(tmp_pa
     write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-offsite")
     remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
     local = write_backup(local_dir, "nself_family_x.dump", content=b"PGDMP-local")
+    os.unlink(local + bk.MANIFEST_SUFFIX)  # a file of that name, whatever wrote it
     s3lib = OffsiteS3(remote, b"PGDMP-offsite")
     with pytest.raises(bk.BackupError, match="is a local backup of the same name with other contents .* nothing was overwritten"):
         bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
     assert open(local, "rb").read() == b"PGDMP-local" and s3lib.downloads == []
-    assert json.loads(open(local + bk.MANIFEST_SUFFIX).read())["sha256"] == hashlib.sha256(b"PGDMP-local").hexdigest()
+    assert not os.path.exists(local + bk.MANIFEST_SUFFIX)
 
 
 def test_an_offsite_copy_is_brought_once_and_the_same_local_backup_keeps_its_manifest(tmp_path):
@@ -229,7 +231,25 @@ def test_an_offsite_copy_is_brought_once_and_the_same_local_backup_keeps_its_man
     s3lib = OffsiteS3(remote, b"PGDMP-offsite")
     fetched = bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
     assert fetched["sha256"] == remote["sha256"] and s3lib.downloads == ["db/nself_family_x.dump"]
+    assert s3lib.expected == [remote["sha256"]]  # checked against the manifest before it is kept
     local_manifest = local_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)
     local_manifest.write_text(json.dumps(dict(remote, drill={"result": "passed"})))
     again = bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
     assert s3lib.downloads == ["db/nself_family_x.dump"] and again["drill"] == {"result": "passed"}
+
+
+def test_a_surviving_local_manifest_decides_what_the_offsite_copy_must_be(tmp_path):
+    """The dump is lost, its manifest is not: a bucket naming another sha256 is refused, nothing downloaded,
+    and the local manifest is never overwritten with the bucket's."""
+    remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
+    remote_dir.mkdir()
+    local_dir.mkdir()
+    write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-planted")
+    remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
+    local = write_backup(local_dir, "nself_family_x.dump", content=b"PGDMP-taken-here")
+    os.unlink(local)
+    kept = open(local + bk.MANIFEST_SUFFIX).read()
+    s3lib = OffsiteS3(remote, b"PGDMP-planted")
+    with pytest.raises(bk.BackupError, match="the local manifest .* names sha256 .* nothing was downloaded or overwritten"):
+        bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+    assert s3lib.downloads == [] and open(local + bk.MANIFEST_SUFFIX).read() == kept and not os.path.exists(local)

@@ -254,3 +254,10 @@ def test_parse_container_states_names_without_the_slash():
     assert _nself.parse_container_states("[]\n") == {}
     with pytest.raises(ValueError):
         _nself.parse_container_states("")
+
+
+def test_a_log_line_loses_nselfs_prefix_and_its_secrets():
+    line = "2026-11-27T03:05:00Z [postgres   ] FATAL: connection to postgres://app:hunter2-pw@db/x refused"
+    message = _nself.log_message(line)
+    assert message.startswith("FATAL: connection to postgres://app:") and "hunter2-pw" not in message
+    assert _nself.log_message("no prefix here") == "no prefix here"

@@ -56,6 +56,7 @@ def test_the_digest_names_the_listing():
 @pytest.mark.parametrize("args, message", [
     ({"prefix": ""}, "must name a folder and end in /"),
     ({"prefix": "/"}, "must name a folder and end in /"),
+    ({"prefix": "/prod/"}, "must name a folder and end in /"),  # keys do not start with /: it would list nothing
     ({"prefix": "prod/f1"}, "also matches its siblings (prod/f1 matches prod/f10/)"),
     ({"older_than_days": 0}, "older_than_days must be 1 or more"),
     ({"keep_newest": -1}, "keep_newest 0 or more"),
