@@ -44,7 +44,9 @@ class _Ahead(datetime.datetime):
 if _days:
     datetime.datetime = _Ahead
 """
-CLOCK_AHEAD_PYTHON = "/opt/clock-ahead/python3"
+CLOCK_AHEAD_DIR = "/opt/clock-ahead"
+CLOCK_AHEAD_PYTHON = CLOCK_AHEAD_DIR + "/python3"
+CLOCK_AHEAD_WRAPPER = '#!/bin/sh\nCLOCK_AHEAD_DAYS=400 PYTHONPATH=%s exec /usr/bin/python3 "$@"\n' % CLOCK_AHEAD_DIR
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +55,8 @@ def box(tmp_path_factory):
     subprocess.run(["podman", "cp", os.path.join(REPO, "tests", "bench", "rss_sampler.py"),
                     "%s:/tmp/rss_sampler.py" % instance.name], check=True)
     instance.sh("cat > /tmp/list_keys.py <<'EOF'\n%sEOF" % LIST_SCRIPT)
-    instance.sh("mkdir -p /opt/clock-ahead && cat > /opt/clock-ahead/sitecustomize.py <<'EOF'\n%sEOF\n"
-                "printf '#!/bin/sh\\nCLOCK_AHEAD_DAYS=400 PYTHONPATH=/opt/clock-ahead exec /usr/bin/python3 \"$@\"\\n' > {p} && "
-                "chmod 0755 {p}".replace("{p}", CLOCK_AHEAD_PYTHON) % CLOCK_AHEAD)
+    instance.sh("mkdir -p {d} && cat > {d}/sitecustomize.py <<'EOF'\n{text}EOF".format(d=CLOCK_AHEAD_DIR, text=CLOCK_AHEAD))
+    instance.sh("cat > {p} <<'EOF'\n{text}EOF\nchmod 0755 {p}".format(p=CLOCK_AHEAD_PYTHON, text=CLOCK_AHEAD_WRAPPER))
     return instance
 
 

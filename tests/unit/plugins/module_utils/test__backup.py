@@ -207,49 +207,52 @@ class OffsiteS3(object):
             handle.write(self.content)
 
 
-def test_an_offsite_copy_never_overwrites_a_local_backup_of_the_same_name(tmp_path):
+OFFSITE_NAME = "nself_family_x.dump"
+
+
+def offsite_store(tmp_path, content):
+    """An offsite store holding one backup of content (its manifest written as db_backup writes one), and an
+    empty local backups directory."""
     remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
     remote_dir.mkdir()
     local_dir.mkdir()
-    write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-offsite")
-    remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
-    local = write_backup(local_dir, "nself_family_x.dump", content=b"PGDMP-local")
+    write_backup(remote_dir, OFFSITE_NAME, content=content)
+    return OffsiteS3(json.loads((remote_dir / (OFFSITE_NAME + bk.MANIFEST_SUFFIX)).read_text()), content), local_dir
+
+
+def fetch(s3lib, local_dir):
+    return bk.fetch_offsite(s3lib, None, "nf-backups", "db/", OFFSITE_NAME, str(local_dir))
+
+
+def test_an_offsite_copy_never_overwrites_a_local_backup_of_the_same_name(tmp_path):
+    s3lib, local_dir = offsite_store(tmp_path, b"PGDMP-offsite")
+    local = write_backup(local_dir, OFFSITE_NAME, content=b"PGDMP-local")
     os.unlink(local + bk.MANIFEST_SUFFIX)  # a file of that name, whatever wrote it
-    s3lib = OffsiteS3(remote, b"PGDMP-offsite")
     with pytest.raises(bk.BackupError, match="is a local backup of the same name with other contents .* nothing was overwritten"):
-        bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+        fetch(s3lib, local_dir)
     assert open(local, "rb").read() == b"PGDMP-local" and s3lib.downloads == []
     assert not os.path.exists(local + bk.MANIFEST_SUFFIX)
 
 
 def test_an_offsite_copy_is_brought_once_and_the_same_local_backup_keeps_its_manifest(tmp_path):
-    remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
-    remote_dir.mkdir()
-    local_dir.mkdir()
-    write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-offsite")
-    remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
-    s3lib = OffsiteS3(remote, b"PGDMP-offsite")
-    fetched = bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+    s3lib, local_dir = offsite_store(tmp_path, b"PGDMP-offsite")
+    remote = s3lib.manifest
+    fetched = fetch(s3lib, local_dir)
     assert fetched["sha256"] == remote["sha256"] and s3lib.downloads == ["db/nself_family_x.dump"]
     assert s3lib.expected == [remote["sha256"]]  # checked against the manifest before it is kept
-    local_manifest = local_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)
+    local_manifest = local_dir / (OFFSITE_NAME + bk.MANIFEST_SUFFIX)
     local_manifest.write_text(json.dumps(dict(remote, drill={"result": "passed"})))
-    again = bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+    again = fetch(s3lib, local_dir)
     assert s3lib.downloads == ["db/nself_family_x.dump"] and again["drill"] == {"result": "passed"}
 
 
 def test_a_surviving_local_manifest_decides_what_the_offsite_copy_must_be(tmp_path):
     """The dump is lost, its manifest is not: a bucket naming another sha256 is refused, nothing downloaded,
     and the local manifest is never overwritten with the bucket's."""
-    remote_dir, local_dir = tmp_path / "remote", tmp_path / "local"
-    remote_dir.mkdir()
-    local_dir.mkdir()
-    write_backup(remote_dir, "nself_family_x.dump", content=b"PGDMP-planted")
-    remote = json.loads((remote_dir / ("nself_family_x.dump" + bk.MANIFEST_SUFFIX)).read_text())
-    local = write_backup(local_dir, "nself_family_x.dump", content=b"PGDMP-taken-here")
+    s3lib, local_dir = offsite_store(tmp_path, b"PGDMP-planted")
+    local = write_backup(local_dir, OFFSITE_NAME, content=b"PGDMP-taken-here")
     os.unlink(local)
     kept = open(local + bk.MANIFEST_SUFFIX).read()
-    s3lib = OffsiteS3(remote, b"PGDMP-planted")
     with pytest.raises(bk.BackupError, match="the local manifest .* names sha256 .* nothing was downloaded or overwritten"):
-        bk.fetch_offsite(s3lib, None, "nf-backups", "db/", "nself_family_x.dump", str(local_dir))
+        fetch(s3lib, local_dir)
     assert s3lib.downloads == [] and open(local + bk.MANIFEST_SUFFIX).read() == kept and not os.path.exists(local)
