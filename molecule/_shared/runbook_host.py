@@ -15,6 +15,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ANSIBLE_ENV = {"ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_CONNECTION_PLUGINS": os.path.join(REPO, "tests", "connection_plugins")}
 PROJECT = "/opt/nself-family/backend"
+# The operator's offsite key in the tests (bytes 0..31 in base64), given as AWX's credential gives it.
+OFFSITE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 STATE = "/var/lib/nfamily-ops"
 
 
@@ -160,10 +162,10 @@ class Instance:
             result = {}
         return proc.returncode, result, proc.stdout
 
-    def playbook(self, playbook, *extra, background=False):
+    def playbook(self, playbook, *extra, background=False, env=None):
         path = playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)
         argv = ["ansible-playbook", "-i", self.inventory, path, "-e", "runbook_report_dir=%s" % self.reports] + list(extra)
-        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", **ANSIBLE_ENV)
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", **dict(ANSIBLE_ENV, **(env or {})))
         if background:
             return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True, text=True)

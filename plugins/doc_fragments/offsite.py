@@ -19,6 +19,10 @@ options:
         C(S3_REGION); the endpoint C(http://127.0.0.1:<MINIO_PORT>)).
       - Objects are addressed path-style and checksummed only when required, which MinIO-like servers need. Integrity is
         judged by the sha256 kept in the object's metadata and in the manifest, never by an ETag.
+      - Copies are encrypted on the host with O(offsite.encryption_key) (AES-256-GCM, bound to the file name) and their
+        manifests signed with it (HMAC-SHA256), so whoever can read the bucket cannot read a backup, and whoever can write
+        it cannot make a restore take a backup the key did not seal. With a key, only signed manifests and sealed copies
+        are brought back.
     type: dict
     suboptions:
       bucket:
@@ -48,6 +52,19 @@ options:
         description: Whether to verify the endpoint's TLS certificate.
         type: bool
         default: true
+      encryption_key:
+        description:
+          - The operator's offsite key, 32 random bytes in base64 (C(openssl rand -base64 32)). Keep it off the hosts'
+            backups and beside the database password; without it no offsite copy can be restored.
+          - Required unless O(offsite.allow_plaintext=true).
+        type: str
+      allow_plaintext:
+        description:
+          - Send copies unencrypted and manifests unsigned, and bring back such copies (a warning says so). Only for a store
+            that no one else can read or write, or to restore copies made before the key was set.
+        type: bool
+        default: false
 requirements:
-  - boto3 on the managed host when O(offsite) is used (C(python3-boto3) on Debian).
+  - boto3 on the managed host when O(offsite) is used (C(python3-boto3) on Debian), and cryptography with
+    O(offsite.encryption_key) (C(python3-cryptography)).
 """

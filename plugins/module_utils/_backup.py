@@ -19,7 +19,6 @@ import errno
 import json
 import os
 import stat
-import time
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import CHECKSUM_MIN_SERVER, CHECKSUM_SETTINGS
@@ -276,60 +275,3 @@ def remove_backups(doomed):
         except BackupError as exc:
             refusals.append(str(exc))
     return removed, refusals
-
-
-def copy_offsite(s3lib, s3, manifest, bucket, prefix):
-    """Upload the backup, then its manifest (the commit point there too), each checked after the upload.
-    Returns the offsite location, which is also added to the local manifest."""
-    key = prefix + manifest["file"]
-    started = time.time()
-    location = s3lib.upload(s3, manifest["path"], bucket, key, manifest["sha256"])
-    location["duration_s"] = round(time.time() - started, 3)
-    local = stored(manifest)
-    local["offsite"] = {"bucket": bucket, "key": key}
-    files.write_json(manifest["manifest"], local)
-    s3lib.put_bytes(s3, bucket, key + MANIFEST_SUFFIX, json.dumps(local, indent=1, sort_keys=True).encode())
-    return location
-
-
-def fetch_offsite(s3lib, s3, bucket, prefix, source, directory, warn=lambda message: None):
-    """Bring an offsite backup (`latest`: the newest that did not fail a restore drill, or a file name under
-    prefix) into directory, unless an identical copy is already there, and return its local manifest. The
-    checksum is checked by the caller."""
-    if source == "latest":
-        manifests = [o["Key"] for o in s3lib.list_keys(s3, bucket, prefix) if o["Key"].endswith(MANIFEST_SUFFIX)]
-        candidates = []
-        for key in manifests:
-            try:
-                candidates.append((json.loads(s3lib.get_bytes(s3, bucket, key).decode()), key))
-            except ValueError:
-                continue
-        candidates = [(m, k) for m, k in candidates if isinstance(m, dict) and m.get("producer") == PRODUCER]
-        candidates.sort(key=lambda c: (c[0].get("finished_at", ""), c[0].get("file", "")), reverse=True)
-        chosen = newest([m for m, _k in candidates], warn)
-        if chosen is None:
-            raise BackupError("there is no backup manifest under s3://%s/%s that passed its drills" % (bucket, prefix))
-        remote, key = [(m, k) for m, k in candidates if m is chosen][0]
-    else:
-        key = prefix + os.path.basename(source) + ("" if source.endswith(MANIFEST_SUFFIX) else MANIFEST_SUFFIX)
-        try:
-            remote = json.loads(s3lib.get_bytes(s3, bucket, key).decode())
-        except ValueError:
-            raise BackupError("s3://%s/%s is not a valid manifest" % (bucket, key))
-    path = os.path.join(directory, check_name(remote["file"]))
-    # A local manifest that survived its file is this host's word for what the backup is: the bucket's must agree.
-    local = read_manifest(manifest_path(path)) if os.path.lexists(manifest_path(path)) else None
-    if local and local["sha256"] != remote["sha256"]:
-        raise BackupError("the local manifest %s names sha256 %s, s3://%s/%s names %s: nothing was downloaded or overwritten; "
-                          "find out which is right before restoring either" % (local["manifest"], local["sha256"], bucket, key,
-                                                                               remote["sha256"]))
-    if not os.path.lexists(path):
-        s3lib.download(s3, bucket, key[:-len(MANIFEST_SUFFIX)], path, expected=remote["sha256"])
-    elif files.sha256_file(path, open_regular(path, "the local backup"))[0] != remote["sha256"]:
-        raise BackupError("%s is a local backup of the same name with other contents than s3://%s/%s names: nothing was "
-                          "overwritten. Restore it by name without offsite, or move it aside to bring the offsite copy"
-                          % (path, bucket, key))
-    if local:
-        return local
-    files.write_json(manifest_path(path), remote)
-    return read_manifest(manifest_path(path))

@@ -22,6 +22,7 @@ import sys
 # checked against the modules' source by tests/unit/test_host_requirements.py.
 LIBRARIES = {
     "boto3": ("python3-boto3", "boto3"),
+    "cryptography": ("python3-cryptography", "cryptography"),
     "yaml": ("python3-yaml", "PyYAML"),
 }
 # Imported by the modules but installed with a library above.

@@ -44,6 +44,8 @@ except ImportError as exc:  # pragma: no cover - reported by the module
 
 
 SHA256_META = "sha256"
+ENCRYPTION_META = "encryption"
+KEY_ID_META = "key-id"
 PART_SIZE = 8 * 1024 * 1024
 
 
@@ -65,7 +67,8 @@ def s3_argument_options():
 
 def offsite_argument_spec():
     options = s3_argument_options()
-    options.update(bucket=dict(type="str", required=True), prefix=dict(type="str", default="db/"))
+    options.update(bucket=dict(type="str", required=True), prefix=dict(type="str", default="db/"),
+                   encryption_key=dict(type="str", no_log=True), allow_plaintext=dict(type="bool", default=False))
     return dict(type="dict", options=options)
 
 
@@ -113,38 +116,72 @@ def describe(exc):
     return str(exc)
 
 
-def upload(s3, path, bucket, key, sha256):
-    """Upload a file with its sha256 in the object's metadata, then confirm size and metadata."""
+def upload(s3, path, bucket, key, sha256, sealer=None):
+    """Upload a file with its sha256 in the object's metadata, then confirm size and metadata. With
+    sealer (an _offsite_key.OffsiteKey: encrypting_reader, algorithm, key_id, overhead), the object is the
+    file encrypted on the way, bound to its base name; the metadata names the key, and its sha256 stays the
+    plaintext's."""
+    metadata = {SHA256_META: sha256}
+    size = os.path.getsize(path)
     try:
-        s3.upload_file(path, bucket, key, ExtraArgs={"Metadata": {SHA256_META: sha256}}, Config=transfer_config())
+        if sealer is None:
+            s3.upload_file(path, bucket, key, ExtraArgs={"Metadata": metadata}, Config=transfer_config())
+        else:
+            metadata.update({ENCRYPTION_META: sealer.algorithm, KEY_ID_META: sealer.key_id})
+            size += sealer.overhead
+            with open(path, "rb") as handle:
+                s3.upload_fileobj(sealer.encrypting_reader(handle, os.path.basename(key)), bucket, key,
+                                  ExtraArgs={"Metadata": metadata}, Config=transfer_config())
         head = s3.head_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise S3Error("uploading %s to s3://%s/%s failed (%s)" % (path, bucket, key, describe(exc)))
-    if head.get("ContentLength") != os.path.getsize(path) or head.get("Metadata", {}).get(SHA256_META) != sha256:
-        raise S3Error("s3://%s/%s does not match %s after the upload (size or sha256 metadata differ)" % (bucket, key, path))
-    return {"bucket": bucket, "key": key, "size": head["ContentLength"], SHA256_META: sha256}
+    if head.get("ContentLength") != size or any(head.get("Metadata", {}).get(k) != v for k, v in metadata.items()):
+        raise S3Error("s3://%s/%s does not match %s after the upload (size or metadata differ)" % (bucket, key, path))
+    location = {"bucket": bucket, "key": key, "size": head["ContentLength"], SHA256_META: sha256}
+    if sealer is not None:
+        location["encryption"] = {"algorithm": sealer.algorithm, "key_id": sealer.key_id}
+    return location
 
 
-def download(s3, bucket, key, dest, expected=None, unchecked_ok=False):
+def download(s3, bucket, key, dest, expected=None, unchecked_ok=False, sealer=None):
     """Download an object to dest through a partial file, kept only if its sha256 is the one expected (a
     manifest's) and the one the object's metadata claims. An object that claims none, with nothing expected,
-    is refused unless unchecked_ok. Returns (sha256, checked)."""
+    is refused unless unchecked_ok. With sealer, the object must be one it encrypted under this base name:
+    it is decrypted on the way (decrypting_writer) and kept only once its tag checked (sealer.error otherwise).
+    An encrypted object is refused without sealer. Returns (sha256, checked)."""
     partial = files.partial_path(dest)
+    where = "s3://%s/%s" % (bucket, key)
+    failures = (BotoCoreError, ClientError, S3Error) + ((sealer.error,) if sealer is not None else ())
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
-        s3.download_file(bucket, key, partial, Config=transfer_config())
-    except (BotoCoreError, ClientError) as exc:
+        metadata = head.get("Metadata", {})
+        encrypted_with = metadata.get(KEY_ID_META) if metadata.get(ENCRYPTION_META) else None
+        if sealer is None and encrypted_with:
+            raise S3Error("%s is encrypted with offsite key %s: give that key (offsite.encryption_key or "
+                          "NFAMILY_OFFSITE_KEY) to bring it back" % (where, encrypted_with))
+        if sealer is not None and not encrypted_with:
+            raise S3Error("%s is not encrypted: with an offsite key, only copies sealed with it are brought back" % where)
+        if sealer is None:
+            s3.download_file(bucket, key, partial, Config=transfer_config())
+            digest = files.sha256_file(partial)[0]
+        else:
+            with open(partial, "wb") as handle:
+                writer = sealer.decrypting_writer(handle, os.path.basename(key))
+                s3.download_fileobj(bucket, key, writer, Config=transfer_config())
+                digest = writer.finish()
+    except failures as exc:
         if os.path.exists(partial):
             os.unlink(partial)
-        raise S3Error("downloading s3://%s/%s failed (%s)" % (bucket, key, describe(exc)))
-    digest = files.sha256_file(partial)[0]
-    claims = [(what, value) for what, value in (("its manifest", expected), ("its metadata", head.get("Metadata", {}).get(SHA256_META)))
+        if isinstance(exc, S3Error):
+            raise
+        raise S3Error("downloading %s failed (%s): nothing was kept" % (where, describe(exc)))
+    claims = [(what, value) for what, value in (("its manifest", expected), ("its metadata", metadata.get(SHA256_META)))
               if value]
     wrong = ["%s says %s" % (what, value) for what, value in claims if value != digest]
     if wrong or not (claims or unchecked_ok):
         os.unlink(partial)
-        raise S3Error("s3://%s/%s downloaded with sha256 %s, but %s: not kept" % (
-            bucket, key, digest, ", ".join(wrong) or "it carries no sha256 metadata to check it against"))
+        raise S3Error("%s downloaded with sha256 %s, but %s: not kept" % (
+            where, digest, ", ".join(wrong) or "it carries no sha256 metadata to check it against"))
     os.chmod(partial, 0o600)
     files.commit(partial, dest)
     return digest, bool(claims)

@@ -139,7 +139,9 @@ backup:
       description: Seconds the backup took.
       type: int
     offsite:
-      description: Bucket, key, size and upload seconds of the offsite copy, when O(offsite) was given.
+      description:
+        - Bucket, key, size and upload seconds of the offsite copy, when O(offsite) was given, and its C(encryption)
+          (algorithm and key id) unless O(offsite.allow_plaintext) sent it unencrypted.
       type: dict
   sample: {"path": "/opt/nself-family/backend/backups/nself_family_20261127T020000Z.dump", "size": 81234,
            "sha256": "3f1c...", "format": "pg_dump-custom", "row_counts": {"public.users": 9}}
@@ -167,6 +169,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
+from ansible_collections.nfamily.ops.plugins.module_utils import _offsite as offsite
+from ansible_collections.nfamily.ops.plugins.module_utils import _offsite_key as offsite_key
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import KEY_TABLES, PostgresError, pg_argument_spec, project_database
@@ -217,8 +221,11 @@ def main():
         if free < required:
             raise bk.BackupError("%s has %s free; the backup needs about %s. Free space, or set required_free"
                                  % (dest, disk.mib(free), disk.mib(required)))
-        s3 = None
+        s3 = sealer = None
         if params["offsite"]:  # before the dump: a missing or read-only bucket would refuse the copy after it
+            sealer = offsite_key.from_offsite(params["offsite"])
+            if sealer is None:
+                module.warn("offsite.allow_plaintext: the copy goes up unencrypted and its manifest unsigned")
             settings = s3lib.settings_from_env(pg.env, params["offsite"])
             s3 = s3lib.client(settings)
             try:
@@ -236,13 +243,14 @@ def main():
         manifest = bk.take_backup(pg, dest, name, params["key_tables"], params["verify"], params["compress"])
         if s3:
             try:
-                manifest["offsite"] = bk.copy_offsite(s3lib, s3, manifest, params["offsite"]["bucket"], params["offsite"]["prefix"])
+                manifest["offsite"] = offsite.copy(s3lib, s3, manifest, params["offsite"]["bucket"], params["offsite"]["prefix"],
+                                                   sealer)
             except s3lib.S3Error as exc:
-                raise s3lib.S3Error("%s. The local backup %s is kept (sha256 %s); copy it again with nfamily.ops.minio_object"
-                                    % (exc, manifest["path"], manifest["sha256"]))
+                raise s3lib.S3Error("%s. The local backup %s is kept (sha256 %s) without an offsite copy; fix the store, "
+                                    "and the next backup is copied" % (exc, manifest["path"], manifest["sha256"]))
         doomed = bk.prune_plan(bk.catalogue(dest), params["keep_count"], params["keep_days"], bk.utcnow())
         pruned, refusals = bk.remove_backups(doomed)
-    except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
+    except (bk.BackupError, PostgresError, s3lib.S3Error, offsite_key.OffsiteKeyError) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot write the backup in %s: %s" % (dest, exc))

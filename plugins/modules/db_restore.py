@@ -146,7 +146,6 @@ commands:
   elements: list
 """
 
-import json
 import os
 import re
 import secrets
@@ -157,6 +156,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nfamily.ops.plugins.module_utils import _backup as bk
 from ansible_collections.nfamily.ops.plugins.module_utils import _disk as disk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils import _offsite as offsite
+from ansible_collections.nfamily.ops.plugins.module_utils import _offsite_key as offsite_key
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 from ansible_collections.nfamily.ops.plugins.module_utils._pg import (
@@ -432,11 +433,12 @@ def main():
                                      "or restore without check mode")
             env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
             env, _files = nenv.load_cascade(params["project_dir"], env_name)
+            sealer = offsite_key.from_offsite(params["offsite"])
             s3 = s3lib.client(s3lib.settings_from_env(env, params["offsite"]))
             if not os.path.isdir(backups_dir):
                 os.makedirs(backups_dir, 0o700)
-            manifest = bk.fetch_offsite(s3lib, s3, params["offsite"]["bucket"], params["offsite"]["prefix"],
-                                        params["source"], backups_dir, module.warn)
+            manifest = offsite.fetch(s3lib, s3, params["offsite"]["bucket"], params["offsite"]["prefix"],
+                                     params["source"], backups_dir, module.warn, sealer)
         else:
             manifest = bk.resolve(params["source"], backups_dir, module.warn)
         bk.check_file(manifest)
@@ -452,11 +454,11 @@ def main():
                 result = drill(module, pg, manifest)
             finally:
                 if params["offsite"] and manifest.get("drill") and not module.check_mode:
-                    s3lib.put_bytes(s3, params["offsite"]["bucket"], params["offsite"]["prefix"] + manifest["file"]
-                                    + bk.MANIFEST_SUFFIX, json.dumps(bk.stored(manifest), indent=1, sort_keys=True).encode())
+                    offsite.put_manifest(s3lib, s3, params["offsite"]["bucket"],
+                                         params["offsite"]["prefix"] + manifest["file"] + bk.MANIFEST_SUFFIX, manifest, sealer)
         else:
             result = restore(module, pg, manifest)
-    except (bk.BackupError, PostgresError, s3lib.S3Error) as exc:
+    except (bk.BackupError, PostgresError, s3lib.S3Error, offsite_key.OffsiteKeyError) as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])
     module.exit_json(backup=manifest, commands=pg.commands, **result)
 

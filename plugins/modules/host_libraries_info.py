@@ -29,12 +29,12 @@ attributes:
 options:
   libraries:
     description:
-      - The libraries (import names) to look for - V(boto3) (S3 - MinIO and offsite copies), V(yaml) (PyYAML - merging an
-        existing compose override for PITR).
+      - The libraries (import names) to look for - V(boto3) (S3 - MinIO and offsite copies), V(cryptography) (encrypting
+        and signing offsite copies), V(yaml) (PyYAML - merging an existing compose override for PITR).
     type: list
     elements: str
-    choices: [boto3, yaml]
-    default: [boto3, yaml]
+    choices: [boto3, cryptography, yaml]
+    default: [boto3, cryptography, yaml]
 author:
   - nfamily.ops maintainers (@nfamily)
 """

@@ -52,10 +52,11 @@ options:
   libraries:
     description:
       - Python libraries (import names) the runbook's modules will import on the host - V(boto3) (S3 - MinIO and offsite
-        copies), V(yaml) (PyYAML - merging an existing compose override for PITR).
+        copies), V(cryptography) (encrypting and signing offsite copies), V(yaml) (PyYAML - merging an existing compose
+        override for PITR).
     type: list
     elements: str
-    choices: [boto3, yaml]
+    choices: [boto3, cryptography, yaml]
     default: []
   checks:
     description:

@@ -6,8 +6,9 @@ against the raw tool on the same data, measured now. Prints a table and writes b
    large size (>= 1 GB on disk).
 2. Backup: `nself exec postgres pg_dump -Fc > file` (raw) against the db_backup module run by
    ansible, both wall time, alternated three times, medians compared.
-3. Offsite: upload throughput of db_backup's offsite copy against boto3's upload_file of the same
-   file to the same store with default settings (medians of three alternated runs).
+3. Offsite: upload throughput of db_backup's offsite copy (encrypted, as production sends it) against
+   boto3's upload_file of the same file to the same store with default settings (medians of three
+   alternated runs).
 4. Restore: the restore role (playbooks/db_restore.yml, all steps) against the runbook's manual
    path done right: stop the services, drop and create the database, plain SQL piped to psql,
    start the services, wait until healthy. Also how long the role kept the services down (its
@@ -31,6 +32,7 @@ PROJECT = "/opt/nself-family/backend"
 DB = "nself_family"
 SERVICES = ["hasura", "auth", "api", "scheduler"]
 REPEAT = 3
+BENCH_OFFSITE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # a test key: bytes 0..31
 
 
 class Host:
@@ -178,7 +180,7 @@ def main():
         log("%s database: %d MB on disk" % (label, size // 1048576))
         host.sh("rm -f /tmp/bench/backups/*")
         backup_rss = peak_rss(host, "AnsiballZ_db_backup", lambda: backup_module(
-            host, "m.dump", offsite={"bucket": "nf-backups", "prefix": "bench-rss/"}))
+            host, "m.dump", offsite={"bucket": "nf-backups", "prefix": "bench-rss/", "encryption_key": BENCH_OFFSITE_KEY}))
         restore_rss = peak_rss(host, "AnsiballZ_db_restore", lambda: restore_module(host, "m.dump"))
         results["rss_mb"][label] = {"db_mb": size // 1048576, "db_backup": round(backup_rss, 1), "db_restore": round(restore_rss, 1)}
         log("%s: db_backup peak RSS %.1f MB, db_restore peak RSS %.1f MB" % (label, backup_rss, restore_rss))
@@ -192,7 +194,7 @@ def main():
         raw_backups.append(timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB)))
         module_backups.append(timed(lambda: backup_module(host, "timed.dump")))
         raw_uploads.append(raw_upload_seconds(host, "/tmp/bench/backups/timed.dump"))
-        out = backup_module(host, "offsite.dump", offsite={"bucket": "nf-backups", "prefix": "bench/"})
+        out = backup_module(host, "offsite.dump", offsite={"bucket": "nf-backups", "prefix": "bench/", "encryption_key": BENCH_OFFSITE_KEY})
         module_uploads.append(out["backup"]["offsite"]["duration_s"])
     raw_backup, module_backup = median(raw_backups), median(module_backups)
     raw_upload, module_upload = median(raw_uploads), median(module_uploads)

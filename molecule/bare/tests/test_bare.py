@@ -12,11 +12,11 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import OFFSITE_KEY, PROJECT, STATE, Instance, assert_failed_with, recap, wait_for  # noqa: E402
 
 NAME = "nfamily-molecule-bare"
-OFFSITE = ("-e", "backup_name=offsite.dump", "-e", '{"backup_offsite": {"bucket": "nf-backups"}}')
-IMPORTS = "import boto3, yaml"
+OFFSITE = ("-e", "backup_name=offsite.dump", "-e", json.dumps({"backup_offsite": {"bucket": "nf-backups", "encryption_key": OFFSITE_KEY}}))
+IMPORTS = "import boto3, cryptography, yaml"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def untouched_by_host_prepare(box):
 
 
 def test_the_bare_host_lacks_the_libraries_and_the_report_needs_none(root, ops):
-    assert not imports(root, "import boto3") and not imports(root, "import yaml") and not imports(root, "import apt")
+    assert not any(imports(root, "import " + name) for name in ("boto3", "cryptography", "yaml", "apt"))
     report = ops.playbook("service_report.yml")
     assert report.returncode == 0 and "failed=0" in report.stdout, report.stdout[-3000:]
 
@@ -56,7 +56,8 @@ def test_a_storage_recovery_and_an_offsite_backup_are_refused_naming_the_library
     assert_failed_with(storage, "this host's Python (/usr/bin/python3) lacks boto3 (python3-boto3)",
                        "install it with `sudo apt-get install -y python3-boto3` (or run playbooks/host_prepare.yml)")
     backup = ops.playbook("db_backup.yml", *OFFSITE)
-    assert_failed_with(backup, "lacks boto3 (python3-boto3)", "`sudo apt-get install -y python3-boto3`")
+    assert_failed_with(backup, "lacks boto3 (python3-boto3), cryptography (python3-cryptography)",
+                       "`sudo apt-get install -y python3-boto3 python3-cryptography`")
     assert root.calls()[before:] == []  # refused before nself ran at all
     assert root.sh("ls %s/locks 2>/dev/null" % STATE).stdout.strip() == ""  # and before any lock
     assert root.run("test", "-e", PROJECT + "/backups/offsite.dump").returncode == 1
@@ -70,8 +71,8 @@ def test_host_prepare_in_check_mode_names_the_packages_and_changes_nothing(root,
     check = ops.playbook("host_prepare.yml", "--check")
     assert check.returncode == 0, check.stdout[-3000:]
     assert recap(check.stdout)["changed"] == 1, check.stdout[-3000:]
-    assert "would install python3-boto3, python3-yaml for /usr/bin/python3" in check.stdout
-    assert not imports(root, "import boto3") and not imports(root, "import yaml")
+    assert "would install python3-boto3, python3-cryptography, python3-yaml for /usr/bin/python3" in check.stdout
+    assert not any(imports(root, "import " + name) for name in ("boto3", "cryptography", "yaml"))
     assert root.sh("ls -A /var/lib/apt/lists").stdout == lists  # not even the package lists
 
 
@@ -101,7 +102,7 @@ def test_the_refused_runbooks_pass_after_host_prepare(root, ops):
     backup = ops.playbook("db_backup.yml", *OFFSITE)
     assert backup.returncode == 0, backup.stdout[-3000:]
     manifest = root.read_json(PROJECT + "/backups/offsite.dump.manifest.json")
-    assert manifest["offsite"] == {"bucket": "nf-backups", "key": "db/offsite.dump"}
+    assert manifest["offsite"]["key"] == "db/offsite.dump" and manifest["offsite"]["encryption"]["algorithm"] == "AES-256-GCM"
     records = root.records()
     assert [(r["runbook"], r["result"], r["host_user"]) for r in records[-2:]] == [
         ("storage_recovery", "success", "ops"), ("db_backup", "success", "ops")]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import OFFSITE_KEY, PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
 
 BACKUPS = PROJECT + "/backups"
 KEY_TABLES = ["public.users", "public.families", "public.family_members", "public.registered_devices",
@@ -230,15 +230,34 @@ def test_migration_rollback_to_010_then_rerun_then_bad_versions(host):
 
 
 def test_offsite_copy_restores_after_the_local_backups_are_lost(host):
-    backup = host.playbook("db_backup.yml", "-e", "backup_name=offsite.dump", "-e", '{"backup_offsite": {"bucket": "nf-backups"}}')
+    """Issue 17, item 7: the copy goes up encrypted with the operator's key (here from the controller's
+    environment, as an AWX credential injects it), which no output shows even at -vvv; the bucket's copy
+    restores with that key and no other."""
+    with_key = {"NFAMILY_OFFSITE_KEY": OFFSITE_KEY}
+    backup = host.playbook("db_backup.yml", "-vvv", "-e", "backup_name=offsite.dump", "-e", '{"backup_offsite": {"bucket": "nf-backups"}}',
+                           env=with_key)
     assert backup.returncode == 0, backup.stdout[-2000:]
     expected = counts(host)
     taken = manifest(host, "offsite.dump")
-    assert taken["offsite"] == {"bucket": "nf-backups", "key": "db/offsite.dump"}
+    assert taken["offsite"]["key"] == "db/offsite.dump" and taken["offsite"]["encryption"]["algorithm"] == "AES-256-GCM"
+    recorded = host.sh("cat %s/runs.jsonl %s/runs/*.json" % (STATE, STATE)).stdout
+    reports = "".join(open(os.path.join(d, n)).read() for d, _s, names in os.walk(host.reports) for n in names)
+    texts = {"output": backup.stdout, "records": recorded, "reports": reports}
+    leaks = dict((name, text[max(0, text.index(OFFSITE_KEY) - 300):text.index(OFFSITE_KEY) + 50]) for name, text in texts.items()
+                 if OFFSITE_KEY in text)
+    assert not leaks, leaks
+    rc, result, output = host.module("minio_object", {"project_dir": PROJECT, "bucket": "nf-backups", "key": "db/offsite.dump",
+                                                      "mode": "get", "dest": "/tmp/offsite.raw"})
+    assert rc != 0 and "is encrypted with offsite key %s" % taken["offsite"]["encryption"]["key_id"] in result["msg"], output[-2000:]
     change_data(host)
     host.sh("mv {b}/offsite.dump /tmp/offsite.dump.lost && rm {b}/offsite.dump.manifest.json".format(b=BACKUPS))
-    restore = host.playbook("db_restore.yml", "-e", "restore_source=offsite.dump", "-e", '{"restore_offsite": {"bucket": "nf-backups"}}',
-                            *confirm(host.name, "db_restore.yml"))
+    restore_offsite = ("-e", "restore_source=offsite.dump", "-e", '{"restore_offsite": {"bucket": "nf-backups"}}')
+    other_key = {"NFAMILY_OFFSITE_KEY": "BAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
+    for env, message in ((None, "offsite copies need the operator's key"), (other_key, "was signed with offsite key")):
+        refused = host.playbook("db_restore.yml", *restore_offsite, *confirm(host.name, "db_restore.yml"), env=env)
+        assert_failed_with(refused, "db_restore failed on %s:" % host.name, message)
+        assert host.run("test", "-e", BACKUPS + "/offsite.dump").returncode == 1
+    restore = host.playbook("db_restore.yml", *restore_offsite, *confirm(host.name, "db_restore.yml"), env=with_key)
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert counts(host) == expected and manifest(host, "offsite.dump")["sha256"] == taken["sha256"]
     assert all_healthy(host)
@@ -259,7 +278,7 @@ def test_an_offsite_copy_into_a_missing_bucket_is_refused_before_the_dump(host):
     """MinIO refuses a write into a missing bucket only when it comes: the bucket is checked before the
     dump, not found after it, and nothing is dumped, uploaded or created."""
     before = host.sh("ls %s" % BACKUPS).stdout.split()
-    proc = host.playbook("db_backup.yml", "-e", json.dumps({"backup_offsite": {"bucket": "no-such-bucket-xyz"}}))
+    proc = host.playbook("db_backup.yml", "-e", json.dumps({"backup_offsite": {"bucket": "no-such-bucket-xyz", "encryption_key": OFFSITE_KEY}}))
     assert_failed_with(proc, "db_backup failed on %s:" % host.name, "bucket no-such-bucket-xyz does not exist",
                        "Nothing was dumped")
     assert host.sh("ls %s" % BACKUPS).stdout.split() == before

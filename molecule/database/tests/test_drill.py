@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, assert_failed_with, wait_for  # noqa: E402
+from runbook_host import OFFSITE_KEY, PROJECT, STATE, Instance, assert_failed_with, wait_for  # noqa: E402
 
 BACKUPS = PROJECT + "/backups"
 VOLUMES = "/srv/volumes"  # a filesystem of its own in this scenario (molecule.yml), so a short disk is real
@@ -122,14 +122,16 @@ def test_a_database_volume_too_small_for_the_copy_is_refused_before_anything_sta
 
 
 def test_the_offsite_copy_is_drilled_and_its_record_goes_offsite_too(box):
-    offsite = json.dumps({"backup_offsite": {"bucket": "nf-backups"}})
+    offsite = json.dumps({"backup_offsite": {"bucket": "nf-backups", "encryption_key": OFFSITE_KEY}})
     backup(box, "drill-offsite.dump", "-e", offsite)
     box.sh("rm -f %s/drill-offsite.dump*" % BACKUPS)  # the host lost its copy
-    proc = drill(box, "-e", "restore_drill_source=drill-offsite.dump", "-e", json.dumps({"restore_drill_offsite": {"bucket": "nf-backups"}}))
+    proc = drill(box, "-e", "restore_drill_source=drill-offsite.dump",
+                 "-e", json.dumps({"restore_drill_offsite": {"bucket": "nf-backups", "encryption_key": OFFSITE_KEY}}))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert box.read_json(BACKUPS + "/drill-offsite.dump.manifest.json")["drill"]["result"] == "passed"
     rc, result, output = box.module("minio_object", {"project_dir": PROJECT, "bucket": "nf-backups", "key": "db/drill-offsite.dump.manifest.json",
                                                      "mode": "get", "dest": "/tmp/remote-manifest.json"})
     assert rc == 0, output[-2000:]
-    assert box.read_json("/tmp/remote-manifest.json")["drill"]["result"] == "passed"
+    remote = box.read_json("/tmp/remote-manifest.json")
+    assert remote["drill"]["result"] == "passed" and remote["authentication"]["algorithm"] == "HMAC-SHA256"  # signed again
     assert wait_for(lambda: all_healthy(box), timeout=30)

@@ -1,5 +1,6 @@
 """Argument checks of the database modules (bad input fails before anything runs), and what a restore
 and a drill conclude from what they read."""
+import json
 import re
 
 import pytest
@@ -165,6 +166,18 @@ def offsite_backup(monkeypatch, tmp_path):
     return dumped
 
 
+OFFSITE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # bytes 0..31, a test key
+
+
+def test_an_offsite_copy_without_the_operators_key_is_refused_before_the_dump(run_module, tmp_path, offsite_backup):
+    """Issue 17, item 7: a copy goes up encrypted, or unencrypted only when the operator says so."""
+    for offsite, message in (({"bucket": "nf-backups"}, "offsite copies need the operator's key"),
+                             ({"bucket": "nf-backups", "encryption_key": "hunter2hunter2"}, "must be 32 random bytes in base64")):
+        result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump", "offsite": offsite})[0]
+        assert result["failed"] and message in result["msg"] and offsite_backup == []
+        assert "hunter2" not in json.dumps(result)
+
+
 def test_an_offsite_bucket_that_does_not_take_a_write_is_refused_before_the_dump(run_module, tmp_path, monkeypatch,
                                                                                  offsite_backup):
     def refuse(s3, bucket, prefix, endpoint, probe=True):
@@ -172,7 +185,7 @@ def test_an_offsite_bucket_that_does_not_take_a_write_is_refused_before_the_dump
 
     monkeypatch.setattr(db_backup.s3lib, "require_writable", refuse)
     result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump",
-                                         "offsite": {"bucket": "no-such-bucket-xyz"}})[0]
+                                         "offsite": {"bucket": "no-such-bucket-xyz", "encryption_key": OFFSITE_KEY}})[0]
     assert result["failed"] and "bucket no-such-bucket-xyz does not exist" in result["msg"]
     assert "Nothing was dumped" in result["msg"] and offsite_backup == []
 
@@ -185,12 +198,13 @@ def test_an_offsite_copy_that_fails_after_the_dump_keeps_the_local_backup_and_sa
         raise db_backup.s3lib.S3Error("uploading to s3://nf-backups/db/n.dump failed (NoSuchBucket: gone)")
 
     monkeypatch.setattr(db_backup.s3lib, "require_writable", lambda *args, **kwargs: [])
-    monkeypatch.setattr(db_backup.bk, "copy_offsite", copy_offsite)
-    result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump", "offsite": {"bucket": "nf-backups"}})[0]
+    monkeypatch.setattr(db_backup.offsite, "copy", copy_offsite)
+    result = run_module(db_backup.main, {"project_dir": project(tmp_path), "name": "n.dump",
+                                         "offsite": {"bucket": "nf-backups", "encryption_key": OFFSITE_KEY}})[0]
     kept = os.path.join(str(tmp_path), "backups", "n.dump")
     assert result["failed"] and "NoSuchBucket" in result["msg"]
     assert "The local backup %s is kept (sha256 %s)" % (kept, "ab" * 32) in result["msg"] and os.path.isfile(kept)
-    assert "minio-secret" not in str(result)
+    assert "minio-secret" not in str(result) and OFFSITE_KEY not in json.dumps(result)
 
 
 def test_the_wal_archive_diff_of_an_existing_override_shows_only_the_mount_it_adds():
