@@ -26,7 +26,7 @@ LIBRARIES = {
     "yaml": ("python3-yaml", "PyYAML"),
 }
 # Imported by the modules but installed with a library above.
-COMES_WITH = {"botocore": "boto3"}
+COMES_WITH = {"botocore": "boto3", "s3transfer": "boto3"}
 SYSTEM_PYTHON_DIRS = ("/usr/bin", "/bin")
 
 

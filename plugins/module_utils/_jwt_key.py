@@ -16,12 +16,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
+import stat
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _files as files
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
@@ -41,15 +43,89 @@ MIN_KEY_BYTES = 64
 REFERENCE_RE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 HISTORY_KEPT = 20
 RECORD_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+FINGERPRINT_SECRET = "fingerprint.key"
+SECRET_BYTES = 32
+KEYED_PREFIX = "hmac-sha256:"
+LEGACY_PREFIX = "sha256:"
 
 
 class SigningKeyError(Exception):
     """A key configuration nfamily.ops cannot handle safely; the message says what to fix."""
 
 
-def fingerprint(key):
-    """A short, non-reversible name of a key: the first 16 hex digits of its SHA-256."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+class Fingerprints(object):
+    """Short names of keys for records, results, diffs and reports: the first 16 hex digits of HMAC-SHA256
+    under a random secret of this host (<state_dir>/jwt_signing_key/fingerprint.key, 0600). An unkeyed hash
+    would let whoever reads a report test guesses of a weak key offline; a keyed one only tells keys apart
+    on this host. Names written before (sha256:<16 hex>, unkeyed) are still recognised by matches().
+    Without create (check mode, read-only modules), a host without the secret yet gets a throwaway one:
+    its names are provisional and match nothing on record."""
+
+    def __init__(self, state_dir, create=True):
+        self.path = os.path.join(state_dir, "jwt_signing_key", FINGERPRINT_SECRET)
+        self._secret = _read_secret(self.path)
+        self.provisional = self._secret is None and not create
+        if self._secret is None:
+            self._secret = _create_secret(self.path) if create else secrets.token_bytes(SECRET_BYTES)
+
+    def __call__(self, key):
+        return KEYED_PREFIX + hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def matches(self, key, name):
+        """Whether name (keyed, or unkeyed as records written before keep them) names key."""
+        if not name or key is None:
+            return False
+        if name.startswith(LEGACY_PREFIX):
+            return hmac.compare_digest(LEGACY_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16], name)
+        return hmac.compare_digest(self(key), name)
+
+    def of(self, resolved):
+        return dict((name, self(entry["key"])) for name, entry in resolved.items())
+
+
+def _read_secret(path):
+    """The fingerprint secret, or None when there is none yet; never through a link, never one another user
+    could have written."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        if exc.errno == errno.ELOOP:
+            rb.check_private(path)  # names the link
+        raise SigningKeyError("cannot read %s: %s" % (path, exc))
+    try:
+        status = os.fstat(fd)
+        rb.check_private(path, status)
+        if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o077:
+            raise SigningKeyError("%s is not a 0600 file (mode %04o); check who changed it, then chmod 0600 it"
+                                  % (path, stat.S_IMODE(status.st_mode)))
+        secret = os.read(fd, SECRET_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(secret) != SECRET_BYTES:
+        raise SigningKeyError("%s is not a fingerprint secret (%d bytes, not %d); check who wrote it. Moved aside, a new "
+                              "one is made, and fingerprints on record no longer match by name" % (path, len(secret), SECRET_BYTES))
+    return secret
+
+
+def _create_secret(path):
+    rb.ensure_private_dir(os.path.dirname(os.path.dirname(path)))
+    rb.ensure_private_dir(os.path.dirname(path))
+    secret = secrets.token_bytes(SECRET_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:  # another run made it first: use that one
+            return _read_secret(path)
+        raise SigningKeyError("cannot create %s: %s" % (path, exc))
+    try:
+        os.write(fd, secret)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    files.fsync_dir(os.path.dirname(path))
+    return secret
 
 
 def new_key(nbytes):
@@ -134,10 +210,6 @@ def _follow(resolved, name):
     return entry["key"]
 
 
-def fingerprints(resolved):
-    return dict((name, fingerprint(entry["key"])) for name, entry in resolved.items())
-
-
 def target_file(filename, env_name):
     """The file a key variable defined in filename is written to in env_name."""
     if filename == SHARED_BASE and env_name in SECRET_FILES:
@@ -196,7 +268,7 @@ def write_secret_file(path, text):
     files.write_atomic(path, text, 0o600)
 
 
-def diff_text(resolved, new_fingerprint=None, added=None):
+def diff_text(fingerprint, resolved, new_fingerprint=None, added=None):
     """Diff body: one `VARIABLE (file) = fingerprint` line per key variable, never a key; with
     new_fingerprint, as it will be once they carry that key (added: {variable: file} to be created)."""
     lines = []

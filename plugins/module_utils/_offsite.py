@@ -41,9 +41,13 @@ def copy(s3lib, s3, manifest, bucket, prefix, sealer=None):
 
 def put_manifest(s3lib, s3, bucket, key, manifest, sealer=None):
     """Write a backup's manifest offsite: signed with sealer, else without any (a stale signature would
-    only say it was changed)."""
+    only say it was changed). Without sealer, the manifest of a sealed copy is left alone (an unsigned one
+    would make the key refuse the copy): returns False then, True when written."""
+    if sealer is None and (manifest.get("offsite") or {}).get("encryption"):
+        return False
     body = sealer.sign(stored(manifest)) if sealer else dict((k, v) for k, v in stored(manifest).items() if k != "authentication")
     s3lib.put_bytes(s3, bucket, key, json.dumps(body, indent=1, sort_keys=True).encode())
+    return True
 
 
 def _remote_manifest(s3lib, s3, bucket, key, sealer):
@@ -63,6 +67,11 @@ def _remote_manifest(s3lib, s3, bucket, key, sealer):
             sealer.check(remote, where)
         except offsite_key.OffsiteKeyError as exc:
             raise BackupError(str(exc))
+        # signed where it was written: a signed manifest copied under another prefix (another environment's,
+        # sealed with the same key) does not count
+        written_at = (remote.get("offsite") or {}).get("key")
+        if written_at != key[:-len(MANIFEST_SUFFIX)]:
+            raise BackupError("%s was signed for %s, not for this place: a copy from elsewhere does not count" % (where, written_at))
     return remote
 
 

@@ -13,7 +13,9 @@ Whoever can write the bucket can then neither read a backup nor make `latest` re
 operator's key did not seal. All primitives are the `cryptography` library's.
 
 An encrypted object is MAGIC, a 12-byte nonce, the ciphertext, and the 16-byte GCM tag; the
-associated data binds the backup's file name, so an object copied under another name fails.
+associated data binds the object's key (prefix and file name), so an object copied under another
+name or prefix (another environment's, with the same key) fails. The bucket is not bound, so a
+replica of the bucket restores.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -48,6 +50,7 @@ MAGIC = b"NFOPS-OFFSITE-1\n"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 OVERHEAD = len(MAGIC) + NONCE_BYTES + TAG_BYTES
+MAX_SIZE = (1 << 36) - 32  # what one AES-GCM message may hold (NIST SP 800-38D: 2^39 - 256 bits)
 AUTHENTICATION = "authentication"
 NEW_KEY_HINT = "generate one with `openssl rand -base64 32` and keep it where the operator keeps the database password"
 
@@ -76,6 +79,7 @@ def _derive(master, label, length=32):
 class OffsiteKey(object):
     algorithm = ALGORITHM
     overhead = OVERHEAD
+    max_size = MAX_SIZE
     error = OffsiteKeyError
 
     def __init__(self, text):
@@ -113,7 +117,7 @@ class OffsiteKey(object):
                                   "who can write the bucket replaced it" % where)
         if auth.get("key_id") != self.key_id:
             raise OffsiteKeyError("%s was signed with offsite key %s, not with the key given (%s)" % (where, auth.get("key_id"), self.key_id))
-        if not hmac.compare_digest(str(auth["mac"]), self._mac(manifest)):
+        if not hmac.compare_digest(str(auth["mac"]).encode("utf-8"), self._mac(manifest).encode()):
             raise OffsiteKeyError("%s fails its HMAC: it was changed after the offsite key signed it" % where)
 
     # ------------------------------------------------------------------ objects
@@ -121,25 +125,25 @@ class OffsiteKey(object):
     def _cipher(self, nonce):
         return Cipher(algorithms.AES(self._cipher_key), modes.GCM(nonce), backend=default_backend())
 
-    def encrypting_reader(self, handle, name):
-        return _EncryptingReader(self, handle, name)
+    def encrypting_reader(self, handle, object_key):
+        return _EncryptingReader(self, handle, object_key)
 
-    def decrypting_writer(self, handle, name):
-        return _DecryptingWriter(self, handle, name)
+    def decrypting_writer(self, handle, object_key):
+        return _DecryptingWriter(self, handle, object_key)
 
 
-def _associated_data(header, name):
-    return header + name.encode("utf-8")
+def _associated_data(header, object_key):
+    return header + object_key.encode("utf-8")
 
 
 class _EncryptingReader(object):
     """A read-only, non-seekable file object yielding the sealed form of handle's contents."""
 
-    def __init__(self, key, handle, name):
+    def __init__(self, key, handle, object_key):
         nonce = os.urandom(NONCE_BYTES)
         self._handle = handle
         self._encryptor = key._cipher(nonce).encryptor()
-        self._encryptor.authenticate_additional_data(_associated_data(MAGIC + nonce, name))
+        self._encryptor.authenticate_additional_data(_associated_data(MAGIC + nonce, object_key))
         self._pending = MAGIC + nonce
         self._done = False
 
@@ -150,7 +154,8 @@ class _EncryptingReader(object):
         return False
 
     def read(self, size=-1):
-        size = size if size is not None and size >= 0 else 1 << 62
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
         while len(self._pending) < size and not self._done:
             chunk = self._handle.read(max(size - len(self._pending), 1 << 16))
             if chunk:
@@ -166,10 +171,10 @@ class _DecryptingWriter(object):
     """A write-only, non-seekable file object that opens a sealed stream into handle and hashes the
     plaintext; finish() checks the tag, and only then is the plaintext good."""
 
-    def __init__(self, key, handle, name):
+    def __init__(self, key, handle, object_key):
         self._key = key
         self._handle = handle
-        self._name = name
+        self._object_key = object_key
         self._decryptor = None
         self._buffer = b""
         self.sha256 = hashlib.sha256()
@@ -191,7 +196,7 @@ class _DecryptingWriter(object):
                 raise OffsiteKeyError("the object is not an encrypted offsite copy")
             nonce = self._buffer[len(MAGIC):header]
             self._decryptor = self._key._cipher(nonce).decryptor()
-            self._decryptor.authenticate_additional_data(_associated_data(self._buffer[:header], self._name))
+            self._decryptor.authenticate_additional_data(_associated_data(self._buffer[:header], self._object_key))
             self._buffer = self._buffer[header:]
         if len(self._buffer) > TAG_BYTES:
             self._emit(self._decryptor.update(self._buffer[:-TAG_BYTES]))
@@ -210,5 +215,6 @@ class _DecryptingWriter(object):
         try:
             self._emit(self._decryptor.finalize_with_tag(self._buffer))
         except InvalidTag:
-            raise OffsiteKeyError("the object fails its authentication tag: it was changed, renamed, or sealed with another key")
+            raise OffsiteKeyError("the object fails its authentication tag: it was changed, moved from another key or prefix, "
+                                  "or sealed with another offsite key")
         return self.sha256.hexdigest()

@@ -29,7 +29,9 @@ try:
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
+    from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
+    from s3transfer.exceptions import RetriesExceededError
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported by the module
@@ -42,11 +44,18 @@ except ImportError as exc:  # pragma: no cover - reported by the module
     class ClientError(Exception):
         """Stands in for botocore's."""
 
+    class Boto3Error(Exception):
+        """Stands in for boto3's."""
+
+    class RetriesExceededError(Exception):
+        """Stands in for s3transfer's."""
+
 
 SHA256_META = "sha256"
 ENCRYPTION_META = "encryption"
 KEY_ID_META = "key-id"
 PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS = 10000
 
 
 class S3Error(Exception):
@@ -103,10 +112,14 @@ def client(settings):
                         config=config, verify=verify)
 
 
-def transfer_config():
+def transfer_config(size=None):
     """boto3's own part size and concurrency (measured fastest against MinIO-like stores by `make bench`);
-    files are read part by part, so memory stays at about max_concurrency parts."""
-    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=10, use_threads=True)
+    files are read part by part, so memory stays at about max_concurrency parts. With size (a stream, whose
+    size s3transfer cannot see), parts grow so that it fits in S3's 10000."""
+    chunk = PART_SIZE
+    if size is not None:
+        chunk = max(PART_SIZE, -(-size // (MAX_PARTS - 1) // (1 << 20)) * (1 << 20))
+    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=chunk, max_concurrency=10, use_threads=True)
 
 
 def describe(exc):
@@ -118,11 +131,15 @@ def describe(exc):
 
 def upload(s3, path, bucket, key, sha256, sealer=None):
     """Upload a file with its sha256 in the object's metadata, then confirm size and metadata. With
-    sealer (an _offsite_key.OffsiteKey: encrypting_reader, algorithm, key_id, overhead), the object is the
-    file encrypted on the way, bound to its base name; the metadata names the key, and its sha256 stays the
-    plaintext's."""
+    sealer (an _offsite_key.OffsiteKey: encrypting_reader, algorithm, key_id, overhead, max_size), the
+    object is the file encrypted on the way, bound to its key; the metadata names the encryption key,
+    and its sha256 stays the plaintext's."""
     metadata = {SHA256_META: sha256}
     size = os.path.getsize(path)
+    where = "s3://%s/%s" % (bucket, key)
+    if sealer is not None and size > sealer.max_size:
+        raise S3Error("%s is %d bytes, more than one %s object may seal (%d); nothing was sent"
+                      % (path, size, sealer.algorithm, sealer.max_size))
     try:
         if sealer is None:
             s3.upload_file(path, bucket, key, ExtraArgs={"Metadata": metadata}, Config=transfer_config())
@@ -130,13 +147,13 @@ def upload(s3, path, bucket, key, sha256, sealer=None):
             metadata.update({ENCRYPTION_META: sealer.algorithm, KEY_ID_META: sealer.key_id})
             size += sealer.overhead
             with open(path, "rb") as handle:
-                s3.upload_fileobj(sealer.encrypting_reader(handle, os.path.basename(key)), bucket, key,
-                                  ExtraArgs={"Metadata": metadata}, Config=transfer_config())
+                s3.upload_fileobj(sealer.encrypting_reader(handle, key), bucket, key,
+                                  ExtraArgs={"Metadata": metadata}, Config=transfer_config(size))
         head = s3.head_object(Bucket=bucket, Key=key)
-    except (BotoCoreError, ClientError) as exc:
-        raise S3Error("uploading %s to s3://%s/%s failed (%s)" % (path, bucket, key, describe(exc)))
+    except (BotoCoreError, ClientError, Boto3Error, RetriesExceededError, IOError, OSError) as exc:  # a managed transfer's, the file's
+        raise S3Error("uploading %s to %s failed (%s)" % (path, where, describe(exc)))
     if head.get("ContentLength") != size or any(head.get("Metadata", {}).get(k) != v for k, v in metadata.items()):
-        raise S3Error("s3://%s/%s does not match %s after the upload (size or metadata differ)" % (bucket, key, path))
+        raise S3Error("%s does not match %s after the upload (size or metadata differ)" % (where, path))
     location = {"bucket": bucket, "key": key, "size": head["ContentLength"], SHA256_META: sha256}
     if sealer is not None:
         location["encryption"] = {"algorithm": sealer.algorithm, "key_id": sealer.key_id}
@@ -144,46 +161,43 @@ def upload(s3, path, bucket, key, sha256, sealer=None):
 
 
 def download(s3, bucket, key, dest, expected=None, unchecked_ok=False, sealer=None):
-    """Download an object to dest through a partial file, kept only if its sha256 is the one expected (a
-    manifest's) and the one the object's metadata claims. An object that claims none, with nothing expected,
-    is refused unless unchecked_ok. With sealer, the object must be one it encrypted under this base name:
-    it is decrypted on the way (decrypting_writer) and kept only once its tag checked (sealer.error otherwise).
-    An encrypted object is refused without sealer. Returns (sha256, checked)."""
-    partial = files.partial_path(dest)
+    """Download an object to dest through a partial file (0600, removed on any failure), kept only if its
+    sha256 is the one expected (a manifest's) and the one the object's metadata claims. An object that claims
+    none, with nothing expected, is refused unless unchecked_ok. With sealer, the object must be one it
+    encrypted under this key: it is decrypted on the way (decrypting_writer) and kept only once its tag
+    checked. An encrypted object is refused without sealer. Returns (sha256, checked)."""
     where = "s3://%s/%s" % (bucket, key)
-    failures = (BotoCoreError, ClientError, S3Error) + ((sealer.error,) if sealer is not None else ())
+    failures = (BotoCoreError, ClientError, Boto3Error, RetriesExceededError, IOError, OSError) + ((sealer.error,) if sealer else ())
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         metadata = head.get("Metadata", {})
         encrypted_with = metadata.get(KEY_ID_META) if metadata.get(ENCRYPTION_META) else None
         if sealer is None and encrypted_with:
-            raise S3Error("%s is encrypted with offsite key %s: give that key (offsite.encryption_key or "
-                          "NFAMILY_OFFSITE_KEY) to bring it back" % (where, encrypted_with))
+            raise S3Error("%s is encrypted with offsite key %s and no key was given: give that key (offsite.encryption_key "
+                          "or NFAMILY_OFFSITE_KEY) to bring it back" % (where, encrypted_with))
         if sealer is not None and not encrypted_with:
             raise S3Error("%s is not encrypted: with an offsite key, only copies sealed with it are brought back" % where)
-        if sealer is None:
-            s3.download_file(bucket, key, partial, Config=transfer_config())
-            digest = files.sha256_file(partial)[0]
-        else:
-            with open(partial, "wb") as handle:
-                writer = sealer.decrypting_writer(handle, os.path.basename(key))
+        if os.path.lexists(files.partial_path(dest)):  # a killed download's; a run holds its family's lock
+            os.unlink(files.partial_path(dest))
+        with files.PartialFile(dest) as part:
+            if sealer is None:
+                s3.download_fileobj(bucket, key, part.handle, Config=transfer_config())
+                part.sync()
+                digest = files.sha256_file(part.path)[0]
+            else:
+                writer = sealer.decrypting_writer(part.handle, key)
                 s3.download_fileobj(bucket, key, writer, Config=transfer_config())
                 digest = writer.finish()
+            claims = [(what, value) for what, value in (("its manifest", expected), ("its metadata", metadata.get(SHA256_META)))
+                      if value]
+            wrong = ["%s says %s" % (what, value) for what, value in claims if value != digest]
+            if wrong or not (claims or unchecked_ok):
+                raise S3Error("%s downloaded with sha256 %s, but %s: not kept" % (
+                    where, digest, ", ".join(wrong) or "it carries no sha256 metadata to check it against"))
     except failures as exc:
-        if os.path.exists(partial):
-            os.unlink(partial)
         if isinstance(exc, S3Error):
             raise
         raise S3Error("downloading %s failed (%s): nothing was kept" % (where, describe(exc)))
-    claims = [(what, value) for what, value in (("its manifest", expected), ("its metadata", metadata.get(SHA256_META)))
-              if value]
-    wrong = ["%s says %s" % (what, value) for what, value in claims if value != digest]
-    if wrong or not (claims or unchecked_ok):
-        os.unlink(partial)
-        raise S3Error("%s downloaded with sha256 %s, but %s: not kept" % (
-            where, digest, ", ".join(wrong) or "it carries no sha256 metadata to check it against"))
-    os.chmod(partial, 0o600)
-    files.commit(partial, dest)
     return digest, bool(claims)
 
 

@@ -67,7 +67,9 @@ options:
     type: bool
     default: false
   state_dir:
-    description: Directory of the rotation record (for O(reject_previous_key)).
+    description:
+      - Directory of the rotation record (for O(reject_previous_key)) and of the host's fingerprint secret, which this
+        module only reads (M(nfamily.ops.jwt_signing_key) makes it).
     type: path
     default: /var/lib/nfamily-ops
   timeout:
@@ -105,7 +107,9 @@ checks:
   elements: dict
   sample: [{"name": "auth /auth/me with the new token", "ok": true, "status": 200, "detail": "200"}]
 key_fingerprint:
-  description: Fingerprint of the key in C(JWT_SECRET) the token was checked against.
+  description:
+    - Fingerprint of the key in C(JWT_SECRET) the token was checked against, keyed as M(nfamily.ops.jwt_signing_key)'s.
+    - Provisional (it matches nothing on record) on a host where no rotation has run yet.
   returned: always
   type: str
 previous_fingerprint:
@@ -251,7 +255,8 @@ def main():
             previous = jk.previous_key(previous_rotation(params, env_name))
     except (jk.SigningKeyError, rb.RunbookStateError, IOError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    result = dict(key_fingerprint=jk.fingerprint(current), previous_fingerprint=jk.fingerprint(previous) if previous else None)
+    fingerprint = jk.Fingerprints(params["state_dir"], create=False)  # only reads: the rotation makes the secret
+    result = dict(key_fingerprint=fingerprint(current), previous_fingerprint=fingerprint(previous) if previous else None)
     client = Client(params)
     status, document = client.request("POST", params["auth_url"].rstrip("/") + "/auth/login",
                                       body={"email": params["email"], "password": params["password"]})

@@ -454,8 +454,10 @@ def main():
                 result = drill(module, pg, manifest)
             finally:
                 if params["offsite"] and manifest.get("drill") and not module.check_mode:
-                    offsite.put_manifest(s3lib, s3, params["offsite"]["bucket"],
-                                         params["offsite"]["prefix"] + manifest["file"] + bk.MANIFEST_SUFFIX, manifest, sealer)
+                    if not offsite.put_manifest(s3lib, s3, params["offsite"]["bucket"],
+                                                params["offsite"]["prefix"] + manifest["file"] + bk.MANIFEST_SUFFIX, manifest, sealer):
+                        module.warn("the drill record stays on this host: the offsite copy is sealed, and its signed manifest "
+                                    "is rewritten only with the offsite key")
         else:
             result = restore(module, pg, manifest)
     except (bk.BackupError, PostgresError, s3lib.S3Error, offsite_key.OffsiteKeyError) as exc:

@@ -117,10 +117,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 fingerprint:
-  description: Fingerprint (C(sha256:) and 16 hex digits of the key's SHA-256) of the key in C(JWT_SECRET) after the call.
+  description:
+    - Fingerprint of the key in C(JWT_SECRET) after the call - C(hmac-sha256:) and the first 16 hex digits of the key's
+      HMAC-SHA256 under this host's fingerprint secret (C(<state_dir>/jwt_signing_key/fingerprint.key), made on the first
+      run), so that a fingerprint in a report cannot be used to test guesses of a weak key.
+    - Rotation records written before this (version 0.1.0) hold unkeyed C(sha256:) fingerprints; they are still recognised.
   returned: always
   type: str
-  sample: sha256:3f1c0d9e2b7a4c55
+  sample: hmac-sha256:3f1c0d9e2b7a4c55
 previous_fingerprint:
   description: Fingerprint of the key before the pending (or just rolled back) rotation; null when none.
   returned: always
@@ -146,7 +150,7 @@ variables:
   description: Each key variable with the file it is in and its key's fingerprint (or the variable it refers to).
   returned: always
   type: dict
-  sample: {"JWT_SECRET": {"file": ".env.secrets", "fingerprint": "sha256:3f1c0d9e2b7a4c55", "reference": null}}
+  sample: {"JWT_SECRET": {"file": ".env.secrets", "fingerprint": "hmac-sha256:3f1c0d9e2b7a4c55", "reference": null}}
 files:
   description: The env files written (or that would be).
   returned: always
@@ -176,11 +180,12 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_ar
 class Rotation(object):
     """The key variables of one project and its rotation record."""
 
-    def __init__(self, params):
+    def __init__(self, params, check_mode):
         self.project_dir = params["project_dir"]
         self.env_name = params["environment"] or nenv.detect_environment(self.project_dir)
         self.record_path = jk.record_path(params["state_dir"], self.project_dir, self.env_name)
         self.record = jk.read_record(self.record_path)
+        self.fp = jk.Fingerprints(params["state_dir"], create=not check_mode)
         self.read()
 
     def read(self):
@@ -190,17 +195,24 @@ class Rotation(object):
 
     @property
     def fingerprint(self):
-        return jk.fingerprint(self.resolved[jk.PRIMARY]["key"])
+        return self.fp(self.resolved[jk.PRIMARY]["key"])
 
     def holder_of(self, fingerprint):
         """The key of the first variable holding the key with that fingerprint, or None."""
         for entry in self.resolved.values():
-            if jk.fingerprint(entry["key"]) == fingerprint:
+            if self.fp.matches(entry["key"], fingerprint):
                 return entry["key"]
         return None
 
+    def not_holding(self, fingerprint):
+        """The variables whose key is not the one with that fingerprint."""
+        return sorted(name for name, entry in self.resolved.items() if not self.fp.matches(entry["key"], fingerprint))
+
     def consistent(self):
-        return jk.HASURA_CARRIER in self.found and len(set(jk.fingerprints(self.resolved).values())) == 1
+        return jk.HASURA_CARRIER in self.found and len(set(self.fp.of(self.resolved).values())) == 1
+
+    def diff_text(self, new_fingerprint=None, added=None):
+        return jk.diff_text(self.fp, self.resolved, new_fingerprint, added)
 
     def write(self, updates, backups, now):
         """Write {file: {variable: raw}}; files without a backup in backups get one first."""
@@ -216,7 +228,7 @@ class Rotation(object):
 
     def result(self, **extra):
         variables = dict((name, {"file": entry["file"], "reference": entry["reference"],
-                                 "fingerprint": None if entry["reference"] else jk.fingerprint(entry["key"])})
+                                 "fingerprint": None if entry["reference"] else self.fp(entry["key"])})
                          for name, entry in self.resolved.items())
         pending = self.record.get("pending")
         result = dict(fingerprint=self.fingerprint, pending=bool(pending), variables=variables, record=self.record_path,
@@ -252,16 +264,16 @@ def rotate(module, rotation, now):
     params = module.params
     action, key, reason = decide(rotation, params, now)
     age = jk.age_days(rotation.record, now)
-    before = jk.diff_text(rotation.resolved)
+    before = rotation.diff_text()
     if key is None:
         module.exit_json(changed=False, **rotation.result(action=action, reason=reason, age_days=age))
     updates = jk.updates_for(rotation.found, rotation.resolved, key, rotation.env_name)
     pending = rotation.record.get("pending") if action == "resume" else None
-    new_fp = jk.fingerprint(key)
+    new_fp = rotation.fp(key)
     added = {} if jk.HASURA_CARRIER in rotation.found else {
         jk.HASURA_CARRIER: jk.target_file(rotation.found[jk.PRIMARY]["file"], rotation.env_name)}
     # in check mode a new key is only a prediction: its fingerprint would not be the one written later
-    after = jk.diff_text(rotation.resolved, "(new key)" if module.check_mode and action == "rotate" else new_fp, added)
+    after = rotation.diff_text("(new key)" if module.check_mode and action == "rotate" else new_fp, added)
     changed = bool(updates) or action != "resume"
     diff = dict(before=before, after=after, before_header="key variables", after_header="key variables")
     if module.check_mode:
@@ -287,7 +299,7 @@ def rotate(module, rotation, now):
     if len(pending["backups"]) != backed_up:  # a resumed rotation backed up files the first attempt had not reached
         jk.write_record(rotation.record_path, rotation.record)
     rotation.read()
-    stray = [name for name, fp in jk.fingerprints(rotation.resolved).items() if fp != new_fp]
+    stray = rotation.not_holding(new_fp)
     if stray:
         module.fail_json(msg="after writing, %s still do not carry the new key; check the env files by hand, then re-run "
                          "(the rotation stays pending)" % ", ".join(sorted(stray)))
@@ -301,14 +313,16 @@ def commit(module, rotation, now):
     if not pending:
         module.exit_json(changed=False, **rotation.result(
             action="none", reason="no rotation is pending", age_days=jk.age_days(rotation.record, now)))
-    stray = [name for name, fp in jk.fingerprints(rotation.resolved).items() if fp != pending["fingerprint"]]
+    stray = rotation.not_holding(pending["fingerprint"])
     if stray:
         module.fail_json(msg="the pending key is not in %s; re-run with state=rotated to finish writing it, or roll back"
                          % ", ".join(sorted(stray)))
     if not module.check_mode:
         current = rotation.record.get("current") or {}
-        since = current.get("since") if current.get("fingerprint") == pending["fingerprint"] else rb.isoformat(now)
-        rotation.record["current"] = {"fingerprint": pending["fingerprint"], "since": since}
+        key = rotation.resolved[jk.PRIMARY]["key"]
+        since = current.get("since") if rotation.fp.matches(key, current.get("fingerprint")) else rb.isoformat(now)
+        # keyed, also when the pending rotation was written (unkeyed) by an older version
+        rotation.record["current"] = {"fingerprint": rotation.fingerprint, "since": since}
         rotation.record["history"].append(dict(pending, outcome="committed", finished_at=rb.isoformat(now)))
         rotation.record["pending"] = None
         jk.write_record(rotation.record_path, rotation.record)
@@ -329,22 +343,22 @@ def roll_back(module, rotation, now):
         for name in jk.RAW_CARRIERS + [jk.HASURA_CARRIER]:
             if name in current and old.get(name) != current[name]:
                 updates.setdefault(filename, {})[name] = old.get(name)
-    before = jk.diff_text(rotation.resolved)
+    before = rotation.diff_text()
     if module.check_mode:
-        module.exit_json(changed=True, diff=dict(before=before, after=jk.diff_text(rotation.resolved, pending["previous_fingerprint"])),
+        module.exit_json(changed=True, diff=dict(before=before, after=rotation.diff_text(pending["previous_fingerprint"])),
                          **rotation.result(
             action="rollback", files=sorted(updates), fingerprint=pending["previous_fingerprint"]))
     backups = {}
     rotation.write(updates, backups, now)
     rotation.read()
-    if rotation.fingerprint != pending["previous_fingerprint"]:
+    if not rotation.fp.matches(rotation.resolved[jk.PRIMARY]["key"], pending["previous_fingerprint"]):
         module.fail_json(msg="after restoring the backups JWT_SECRET is %s, not the previous key %s; restore the env files "
                          "from %s by hand" % (rotation.fingerprint, pending["previous_fingerprint"],
                                               ", ".join(sorted(pending["backups"].values()))))
     rotation.record["history"].append(dict(pending, outcome="rolled_back", finished_at=rb.isoformat(now)))
     rotation.record["pending"] = None
     jk.write_record(rotation.record_path, rotation.record)
-    module.exit_json(changed=True, diff=dict(before=before, after=jk.diff_text(rotation.resolved)), **rotation.result(
+    module.exit_json(changed=True, diff=dict(before=before, after=rotation.diff_text()), **rotation.result(
         action="rollback", reason="restored the key of %s" % pending["previous_fingerprint"], files=sorted(updates),
         backups=sorted(b for b in backups.values() if b), previous_fingerprint=pending["fingerprint"]))
 
@@ -370,7 +384,10 @@ def main():
         module.fail_json(msg="project_dir %s does not exist; set nfamily_project_dir to the nself project" % params["project_dir"])
     now = rb.utcnow()
     try:
-        rotation = Rotation(params)
+        rotation = Rotation(params, module.check_mode)
+        if rotation.fp.provisional:
+            module.warn("this host has no fingerprint secret yet (%s; the first run without check mode makes it): the "
+                        "fingerprints shown are provisional" % rotation.fp.path)
         {"rotated": rotate, "committed": commit, "rolled_back": roll_back}[params["state"]](module, rotation, now)
     except (jk.SigningKeyError, rb.RunbookStateError, IOError, OSError) as exc:
         module.fail_json(msg=str(exc))

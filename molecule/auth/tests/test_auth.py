@@ -3,7 +3,9 @@ playbooks an operator (or AWX) would start: the new key works through auth, api 
 old one is refused; a key that does not verify is rolled back; a kill at any step and a re-run
 leave exactly one new key; devices of one family are revoked in one audited transaction, and
 nothing secret reaches the output, the reports or the run log."""
+import base64
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -122,7 +124,9 @@ def test_forced_rotation_refuses_the_old_key_and_the_new_login_works_everywhere(
     assert backups and host.run("stat", "-c", "%a", backups[-1]).stdout.strip() == "600"
     record = host.read_json(RECORD)
     assert record["pending"] is None and record["current"]["since"]
-    assert record["history"][-1]["outcome"] == "committed" and record["current"]["fingerprint"].startswith("sha256:")
+    assert record["history"][-1]["outcome"] == "committed" and record["current"]["fingerprint"] == fingerprint(host, jwt_key(host))
+    unkeyed = hashlib.sha256(jwt_key(host).encode()).hexdigest()[:16]  # issue 17, item 8: guessable from a report
+    assert unkeyed not in host.sh("cat %s/runs.jsonl %s" % (STATE, RECORD)).stdout
 
 
 def test_scheduled_rotation_not_due_changes_nothing(host):
@@ -169,7 +173,7 @@ def test_a_kill_at_each_step_then_a_rerun_leaves_exactly_one_new_key(host, step)
     record = host.read_json(RECORD)
     new = [h for h in record["history"] if h["outcome"] == "committed"][committed:]
     assert len(new) == 1 and record["pending"] is None, record
-    assert new[0]["previous_fingerprint"] == fingerprint(before) and new[0]["fingerprint"] == fingerprint(jwt_key(host))
+    assert new[0]["previous_fingerprint"] == fingerprint(host, before) and new[0]["fingerprint"] == fingerprint(host, jwt_key(host))
     assert accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
 
 
@@ -209,8 +213,10 @@ def test_auth_check_fails_on_a_token_without_hasuras_claims(host):
                                     "jwt-invalid-claims: claims key: 'https://hasura.io/jwt/claims' not found)"), result["msg"]
 
 
-def fingerprint(key):
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+def fingerprint(host, key):
+    """The key's fingerprint as the collection names it on this host: keyed by the host's fingerprint secret."""
+    secret = base64.b64decode(host.sh("base64 -w0 %s/jwt_signing_key/fingerprint.key" % STATE).stdout)
+    return "hmac-sha256:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def test_compromise_rotation_also_logs_everyone_out(host):
@@ -244,7 +250,7 @@ def test_a_compromise_rotation_that_does_not_verify_keeps_the_new_key_logs_every
     assert again.returncode == 0, again.stdout[-3000:]
     assert jwt_key(host) == new  # the same key, verified and committed
     record = host.read_json(RECORD)
-    assert record["pending"] is None and record["current"]["fingerprint"] == "sha256:" + hashlib.sha256(new.encode()).hexdigest()[:16]
+    assert record["pending"] is None and record["current"]["fingerprint"] == fingerprint(host, new)
     assert accepted_everywhere(host, login(host)["access_token"]) == (True, True, True)
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import stat
 
@@ -22,9 +23,46 @@ def test_new_key_is_at_least_64_random_bytes_on_one_line():
         jk.new_key(32)
 
 
-def test_fingerprint_names_a_key_without_revealing_it():
-    assert jk.fingerprint(KEY).startswith("sha256:") and len(jk.fingerprint(KEY)) == 23
-    assert KEY not in jk.fingerprint(KEY) and jk.fingerprint(KEY) != jk.fingerprint(KEY + "x")
+def test_a_fingerprint_is_keyed_by_a_secret_of_the_host(tmp_path):
+    """Issue 17, item 8: an unkeyed sha256 of a weak key in a report could be matched against guesses."""
+    fingerprint = jk.Fingerprints(str(tmp_path))
+    name = fingerprint(KEY)
+    assert name.startswith("hmac-sha256:") and len(name) == len("hmac-sha256:") + 16 and name != fingerprint(KEY + "x")
+    assert name[len("hmac-sha256:"):] not in hashlib.sha256(KEY.encode()).hexdigest()  # not the unkeyed hash
+    secret = tmp_path / "jwt_signing_key" / "fingerprint.key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(secret.read_bytes()) == 32
+    assert jk.Fingerprints(str(tmp_path))(KEY) == name  # the same secret on the next run
+    other_host = tmp_path / "other"
+    assert jk.Fingerprints(str(other_host))(KEY) != name
+
+
+def test_a_fingerprint_written_before_unkeyed_is_still_recognised(tmp_path):
+    fingerprint = jk.Fingerprints(str(tmp_path))
+    legacy = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()[:16]
+    assert fingerprint.matches(KEY, legacy) and fingerprint.matches(KEY, fingerprint(KEY))
+    assert not fingerprint.matches(KEY + "x", legacy) and not fingerprint.matches(KEY, None)
+
+
+def test_without_create_a_host_without_the_secret_gets_provisional_fingerprints_and_nothing_is_written(tmp_path):
+    fingerprint = jk.Fingerprints(str(tmp_path), create=False)
+    assert fingerprint.provisional and fingerprint(KEY).startswith("hmac-sha256:") and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("plant", ["symlink", "mode", "short"])
+def test_a_planted_or_loose_fingerprint_secret_is_refused(tmp_path, plant):
+    jk.Fingerprints(str(tmp_path))
+    secret = tmp_path / "jwt_signing_key" / "fingerprint.key"
+    if plant == "symlink":
+        secret.unlink()
+        (tmp_path / "elsewhere").write_bytes(b"x" * 32)
+        secret.symlink_to(tmp_path / "elsewhere")
+    elif plant == "mode":
+        secret.chmod(0o644)
+    else:
+        secret.write_bytes(b"short")
+    expected = {"symlink": "is a symbolic link", "mode": "mode 0644", "short": "is not a fingerprint secret"}[plant]
+    with pytest.raises((jk.SigningKeyError, jk.rb.RunbookStateError), match=expected):
+        jk.Fingerprints(str(tmp_path))
 
 
 def test_locate_takes_each_variable_from_the_last_file_that_defines_it(tmp_path):
@@ -89,13 +127,14 @@ def test_secret_files_are_written_0600_atomically_and_backed_up_0600(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".env.secrets", backup.rsplit("/", 1)[1]])
 
 
-def test_diff_shows_fingerprints_only():
+def test_diff_shows_fingerprints_only(tmp_path):
     resolved = jk.resolve({"JWT_SECRET": {"file": ".env.secrets", "raw": KEY},
                            "AUTH_JWT_SECRET": {"file": ".env", "raw": "${JWT_SECRET}"}})
-    before = jk.diff_text(resolved)
-    after = jk.diff_text(resolved, "sha256:new", {"HASURA_GRAPHQL_JWT_SECRET": ".env.secrets"})
+    fingerprint = jk.Fingerprints(str(tmp_path))
+    before = jk.diff_text(fingerprint, resolved)
+    after = jk.diff_text(fingerprint, resolved, "sha256:new", {"HASURA_GRAPHQL_JWT_SECRET": ".env.secrets"})
     assert KEY not in before + after
-    assert "JWT_SECRET (.env.secrets) = %s\n" % jk.fingerprint(KEY) in before and "AUTH_JWT_SECRET (.env) = ${JWT_SECRET}" in after
+    assert "JWT_SECRET (.env.secrets) = %s\n" % fingerprint(KEY) in before and "AUTH_JWT_SECRET (.env) = ${JWT_SECRET}" in after
     assert "HASURA_GRAPHQL_JWT_SECRET (.env.secrets) = sha256:new" in after
 
 

@@ -89,8 +89,8 @@ def copied(bucket, taken, key=KEY, **backup):
     return offsite.copy(s3lib, bucket, manifest, "nf-backups", "db/", okey.OffsiteKey(key) if key else None)
 
 
-def fetch(bucket, lost, source=NAME, key=KEY, warn=lambda message: None):
-    return offsite.fetch(s3lib, bucket, "nf-backups", "db/", source, str(lost), warn, okey.OffsiteKey(key) if key else None)
+def fetch(bucket, lost, source=NAME, key=KEY, warn=lambda message: None, prefix="db/"):
+    return offsite.fetch(s3lib, bucket, "nf-backups", prefix, source, str(lost), warn, okey.OffsiteKey(key) if key else None)
 
 
 # ---------------------------------------------------------------- the key
@@ -126,6 +126,18 @@ def test_the_sealed_stream_opens_to_the_same_bytes_whatever_the_chunking(size, r
     for start in range(0, len(sealed), 5):
         writer.write(sealed[start:start + 5])
     assert writer.finish() == hashlib.sha256(plain).hexdigest() and out.getvalue() == plain
+
+
+def test_a_read_to_the_end_returns_the_whole_sealed_stream():
+    reader = okey.OffsiteKey(KEY).encrypting_reader(io.BytesIO(SECRET_ROWS), NAME)
+    assert len(reader.read()) == len(SECRET_ROWS) + okey.OVERHEAD and reader.read() == b""
+
+
+def test_a_manifest_whose_mac_is_not_ascii_is_refused_not_a_crash():
+    signed = okey.OffsiteKey(KEY).sign({"file": NAME})
+    signed["authentication"]["mac"] = "\u00e9" * 64
+    with pytest.raises(okey.OffsiteKeyError, match="fails its HMAC"):
+        okey.OffsiteKey(KEY).check(signed, "m")
 
 
 def opened(sealed, key=KEY, name=NAME):
@@ -225,7 +237,7 @@ def test_without_the_key_an_encrypted_copy_is_refused_naming_its_key_id(dirs):
     taken, lost = dirs
     bucket = Bucket()
     copied(bucket, taken)
-    with pytest.raises(s3lib.S3Error, match="is encrypted with offsite key %s: give that key" % okey.OffsiteKey(KEY).key_id):
+    with pytest.raises(s3lib.S3Error, match="is encrypted with offsite key %s and no key was given: give that key" % okey.OffsiteKey(KEY).key_id):
         fetch(bucket, lost, key=None)
     assert os.listdir(str(lost)) == []
 
@@ -240,7 +252,7 @@ def test_with_the_key_a_plaintext_copy_is_not_brought_back(dirs):
     assert fetch(bucket, lost, key=None)["sha256"] == hashlib.sha256(SECRET_ROWS).hexdigest()  # allow_plaintext
 
 
-def test_a_drill_record_is_signed_again_and_a_plaintext_put_drops_a_stale_signature(dirs):
+def test_a_drill_record_is_signed_again(dirs):
     taken, lost = dirs
     bucket = Bucket()
     copied(bucket, taken)
@@ -249,8 +261,6 @@ def test_a_drill_record_is_signed_again_and_a_plaintext_put_drops_a_stale_signat
     offsite.put_manifest(s3lib, bucket, "nf-backups", "db/" + NAME + bk.MANIFEST_SUFFIX, manifest, okey.OffsiteKey(KEY))
     okey.OffsiteKey(KEY).check(bucket.manifest(), "m")
     assert bucket.manifest()["drill"] == {"result": "passed"}
-    offsite.put_manifest(s3lib, bucket, "nf-backups", "db/" + NAME + bk.MANIFEST_SUFFIX, manifest, None)
-    assert "authentication" not in bucket.manifest()
 
 
 def test_an_offsite_copy_never_overwrites_a_local_backup_of_the_same_name(dirs):
@@ -289,3 +299,68 @@ def test_a_surviving_local_manifest_decides_what_the_offsite_copy_must_be(dirs):
     with pytest.raises(bk.BackupError, match="the local manifest .* names sha256 .* nothing was downloaded or overwritten"):
         fetch(bucket, lost)
     assert bucket.downloads == [] and open(local + bk.MANIFEST_SUFFIX).read() == kept and not os.path.exists(local)
+
+
+def test_a_signed_copy_moved_from_another_prefix_does_not_count(dirs):
+    """staging and prod share the key and the file names: a bucket writer copies staging's newer backup
+    into prod's prefix. Its manifest was signed for staging's key, and its object sealed under it."""
+    taken, lost = dirs
+    bucket = Bucket()
+    copied(bucket, taken, finished_at="2026-11-26T01:00:00Z")
+    staging = okey.OffsiteKey(KEY)
+    other = local_backup(taken, name="newer.dump", content=b"PGDMP staging", finished_at="2026-11-28T01:00:00Z")
+    offsite.copy(s3lib, bucket, other, "nf-backups", "staging/", staging)
+    for suffix in ("", bk.MANIFEST_SUFFIX):
+        bucket.objects["db/newer.dump" + suffix] = bucket.objects["staging/newer.dump" + suffix]
+    with pytest.raises(bk.BackupError, match="was signed for staging/newer.dump, not for this place"):
+        fetch(bucket, lost, "newer.dump")
+    warnings = []
+    assert fetch(bucket, lost, "latest", warn=warnings.append)["file"] == NAME and "signed for staging/newer.dump" in warnings[0]
+    forged = dict(bucket.manifest("newer.dump"))  # even re-signed for db/, the object stays sealed for staging/
+    forged["offsite"] = dict(forged["offsite"], key="db/newer.dump")
+    bucket.put_manifest(staging.sign(forged), "newer.dump")
+    with pytest.raises(s3lib.S3Error, match="fails its authentication tag"):
+        fetch(bucket, lost, "newer.dump")
+    assert not os.path.exists(str(lost / "newer.dump"))
+
+
+def test_a_download_that_breaks_midway_leaves_nothing(dirs, monkeypatch):
+    taken, lost = dirs
+    bucket = Bucket()
+    copied(bucket, taken)
+
+    def broken(bucket_name, key, handle, Config):
+        handle.write(bucket.objects[key][0][:5000])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bucket, "download_fileobj", broken)
+    with pytest.raises(s3lib.S3Error, match=r"downloading s3://nf-backups/db/%s failed \(.*No space left.*\): nothing was kept" % NAME):
+        fetch(bucket, lost)
+    assert os.listdir(str(lost)) == []
+
+
+def test_a_copy_larger_than_one_gcm_message_is_refused_before_anything_is_sent(dirs, monkeypatch):
+    taken, lost = dirs
+    bucket = Bucket()
+    monkeypatch.setattr(okey.OffsiteKey, "max_size", 100)
+    with pytest.raises(s3lib.S3Error, match="more than one AES-256-GCM object may seal .*nothing was sent"):
+        copied(bucket, taken)
+    assert bucket.objects == {}
+
+
+def test_a_stream_of_known_size_gets_parts_large_enough_for_s3s_ten_thousand():
+    assert s3lib.transfer_config(100 << 20).multipart_chunksize == s3lib.PART_SIZE
+    big = 200 << 30  # 200 GiB
+    chunk = s3lib.transfer_config(big).multipart_chunksize
+    assert -(-big // chunk) < 10000 and chunk % (1 << 20) == 0
+
+
+def test_a_drill_without_the_key_leaves_the_signed_manifest_of_a_sealed_copy_alone(dirs):
+    taken, lost = dirs
+    bucket = Bucket()
+    copied(bucket, taken)
+    signed = bucket.manifest()
+    manifest = fetch(bucket, lost)
+    manifest["drill"] = {"result": "passed"}
+    assert not offsite.put_manifest(s3lib, bucket, "nf-backups", "db/" + NAME + bk.MANIFEST_SUFFIX, manifest, None)
+    assert bucket.manifest() == signed

@@ -75,7 +75,7 @@ def host(tmp_path):
     (project / "backup").write_text("JWT_SECRET=%s\n" % OLD)
     state = tmp_path / "state"
     jk.write_record(jk.record_path(str(state), str(project), "prod"), {"current": None, "history": [], "pending": {
-        "fingerprint": jk.fingerprint(NEW), "primary_file": ".env.secrets", "backups": {".env.secrets": str(project / "backup")}}})
+        "fingerprint": jk.Fingerprints(str(state))(NEW), "primary_file": ".env.secrets", "backups": {".env.secrets": str(project / "backup")}}})
     return {"project_dir": str(project), "state_dir": str(state), "email": "ops@x.org", "password": "pw",
             "reject_previous_key": True, "timeout": 2}
 
@@ -89,7 +89,8 @@ def test_a_rotation_in_effect_passes_every_check_and_logs_out(run_module, host):
     stack = Stack(NEW, {"auth": NEW, "api": NEW, "hasura": NEW})
     result = run(run_module, host, stack)
     assert not result["failed"] and result["ok"] and len(result["checks"]) == 8 and stack.logouts == 1
-    assert result["key_fingerprint"] == jk.fingerprint(NEW) and result["previous_fingerprint"] == jk.fingerprint(OLD)
+    fingerprint = jk.Fingerprints(host["state_dir"])
+    assert result["key_fingerprint"] == fingerprint(NEW) and result["previous_fingerprint"] == fingerprint(OLD)
     assert NEW not in json.dumps(result) and OLD not in json.dumps(result) and "pw" not in json.dumps(result["checks"])
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 
@@ -39,7 +40,8 @@ def test_first_rotation_writes_every_carrier_in_its_file_and_records_a_pending_r
     assert env["AUTH_JWT_SECRET"] == new and json.loads(env["HASURA_GRAPHQL_JWT_SECRET"])["key"] == new
     assert sorted(result["files"]) == [".env", ".env.secrets"] and len(result["backups"]) == 2
     assert "POSTGRES_PASSWORD=pw\n" in open(os.path.join(host["project_dir"], ".env.secrets")).read()
-    assert result["fingerprint"] == jk.fingerprint(new) and result["previous_fingerprint"] == jk.fingerprint(OLD)
+    fingerprint = jk.Fingerprints(host["state_dir"])
+    assert result["fingerprint"] == fingerprint(new) and result["previous_fingerprint"] == fingerprint(OLD)
     text = json.dumps(result) + json.dumps(record(host))
     assert new not in text and OLD not in text
     assert ".env.dev" not in result["files"]  # overridden by .env.secrets: its values are not in effect
@@ -106,7 +108,7 @@ def test_rollback_puts_the_previous_key_back_everywhere(run_module, host):
     run_module(jwt_signing_key.main, dict(host, policy="always"))
     result, _calls = run_module(jwt_signing_key.main, dict(host, state="rolled_back"))
     env = effective(host)
-    assert result["changed"] and result["fingerprint"] == jk.fingerprint(OLD)
+    assert result["changed"] and result["fingerprint"] == jk.Fingerprints(host["state_dir"])(OLD)
     assert env["JWT_SECRET"] == env["AUTH_JWT_SECRET"] == OLD
     assert "HASURA_GRAPHQL_JWT_SECRET" not in nenv.read_env_file(os.path.join(host["project_dir"], ".env.secrets"))
     assert not run_module(jwt_signing_key.main, dict(host, state="rolled_back"))[0]["changed"]
@@ -138,3 +140,30 @@ def test_check_mode_predicts_and_writes_nothing(run_module, host):
 def test_bad_input_is_refused(run_module, host, args, message):
     result, _calls = run_module(jwt_signing_key.main, dict(host, **args))
     assert result["failed"] and message in result["msg"]
+
+
+def left_pending_by_the_unkeyed_version(run_module, host):
+    """A rotation started, then its record rewritten as version 0.1.0 wrote it (sha256: fingerprints)."""
+    run_module(jwt_signing_key.main, dict(host, policy="always"))
+    new = effective(host)["JWT_SECRET"]
+    path = os.path.join(host["state_dir"], "jwt_signing_key", "fam.json")
+    old_record = record(host)
+    old_record["pending"].update(fingerprint="sha256:" + hashlib.sha256(new.encode()).hexdigest()[:16],
+                                 previous_fingerprint="sha256:" + hashlib.sha256(OLD.encode()).hexdigest()[:16])
+    with open(path, "w") as handle:
+        json.dump(old_record, handle)
+    return new
+
+
+def test_a_rotation_left_pending_by_the_unkeyed_version_resumes_with_its_key_and_commits_keyed(run_module, host):
+    new = left_pending_by_the_unkeyed_version(run_module, host)
+    again, _calls = run_module(jwt_signing_key.main, dict(host, policy="always"))
+    assert again["action"] == "resume" and effective(host)["JWT_SECRET"] == new  # no second key
+    committed, _calls = run_module(jwt_signing_key.main, dict(host, state="committed"))
+    assert committed["changed"] and record(host)["current"]["fingerprint"] == jk.Fingerprints(host["state_dir"])(new)
+
+
+def test_a_rotation_left_pending_by_the_unkeyed_version_rolls_back(run_module, host):
+    left_pending_by_the_unkeyed_version(run_module, host)
+    result, _calls = run_module(jwt_signing_key.main, dict(host, state="rolled_back"))
+    assert result["changed"] and effective(host)["JWT_SECRET"] == OLD and record(host)["pending"] is None

@@ -236,9 +236,8 @@ class DownloadingS3(object):
     def head_object(self, Bucket, Key):
         return {"Metadata": {"sha256": self.claimed} if self.claimed else {}}
 
-    def download_file(self, bucket, key, path, Config=None):
-        with open(path, "wb") as handle:
-            handle.write(self.content)
+    def download_fileobj(self, bucket, key, handle, Config=None):
+        handle.write(self.content)
 
 
 def sha(data):
