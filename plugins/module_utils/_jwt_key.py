@@ -59,11 +59,16 @@ class Fingerprints(object):
     would let whoever reads a report test guesses of a weak key offline; a keyed one only tells keys apart
     on this host. Names written before (sha256:<16 hex>, unkeyed) are still recognised by matches().
     Without create (check mode, read-only modules), a host without the secret yet gets a throwaway one:
-    its names are provisional and match nothing on record."""
+    its names are provisional and match nothing on record. With keyed_on_record (a record names keys
+    with the secret), a missing secret is an error: a new one would make the record's names unknown."""
 
-    def __init__(self, state_dir, create=True):
+    def __init__(self, state_dir, create=True, keyed_on_record=False):
         self.path = os.path.join(state_dir, "jwt_signing_key", FINGERPRINT_SECRET)
         self._secret = _read_secret(self.path)
+        if self._secret is None and keyed_on_record:
+            raise SigningKeyError("the fingerprint secret %s is missing, but the rotation record names keys with it: restore "
+                                  "it from the host's backup. Without it, move the record aside (after finishing or rolling "
+                                  "back a pending rotation by hand): a new secret would not know the keys it names" % self.path)
         self.provisional = self._secret is None and not create
         if self._secret is None:
             self._secret = _create_secret(self.path) if create else secrets.token_bytes(SECRET_BYTES)
@@ -75,9 +80,16 @@ class Fingerprints(object):
         """Whether name (keyed, or unkeyed as records written before keep them) names key."""
         if not name or key is None:
             return False
-        if name.startswith(LEGACY_PREFIX):
-            return hmac.compare_digest(LEGACY_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16], name)
-        return hmac.compare_digest(self(key), name)
+        expected = legacy_fingerprint(key) if name.startswith(LEGACY_PREFIX) else self(key)
+        return hmac.compare_digest(expected.encode(), name.encode("utf-8"))
+
+    def rekeyed(self, name, keys):
+        """name, or the keyed name of the one of keys an unkeyed name names."""
+        if name and name.startswith(LEGACY_PREFIX):
+            for key in keys:
+                if self.matches(key, name):
+                    return self(key)
+        return name
 
     def of(self, resolved):
         return dict((name, self(entry["key"])) for name, entry in resolved.items())
@@ -87,7 +99,7 @@ def _read_secret(path):
     """The fingerprint secret, or None when there is none yet; never through a link, never one another user
     could have written."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))  # a planted FIFO never blocks
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
@@ -110,22 +122,38 @@ def _read_secret(path):
 
 
 def _create_secret(path):
+    """Write a new secret whole under a temporary name, then link it to its name: a reader never sees a
+    part of one, and of two runs making it at once the second uses the first's."""
     rb.ensure_private_dir(os.path.dirname(os.path.dirname(path)))
     rb.ensure_private_dir(os.path.dirname(path))
     secret = secrets.token_bytes(SECRET_BYTES)
+    partial = files.partial_path(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        if os.path.lexists(partial):  # an attempt killed before its link; runs that rotate hold the auth lock
+            os.unlink(partial)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.write(fd, secret)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(partial, path)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+            return _read_secret(path)  # another run made it first: use that one
+        finally:
+            os.unlink(partial)
     except OSError as exc:
-        if exc.errno == errno.EEXIST:  # another run made it first: use that one
-            return _read_secret(path)
         raise SigningKeyError("cannot create %s: %s" % (path, exc))
-    try:
-        os.write(fd, secret)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     files.fsync_dir(os.path.dirname(path))
     return secret
+
+
+def legacy_fingerprint(key):
+    """The unkeyed name records written by version 0.1.0 hold."""
+    return LEGACY_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def new_key(nbytes):

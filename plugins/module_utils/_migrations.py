@@ -41,28 +41,38 @@ def discover(scheme, directory):
     """Migrations found in directory, sorted by version. Raises MigrationError on duplicates."""
     if not os.path.isdir(directory):
         raise MigrationError("the migrations directory %s does not exist; set migrations_dir" % directory)
-    found = []
+    paths = []
     for entry in sorted(os.listdir(directory)):
-        path = os.path.join(directory, entry)
-        if scheme == "schema_migrations":
-            match = VERSION_RE.match(entry)
-            if match and os.path.isdir(path):
-                found.append(Migration(int(match.group(1)), entry, _file(path, "up.sql"), _file(path, "down.sql")))
-        elif entry.endswith(".up.sql") and VERSION_RE.match(entry):
+        if os.path.isdir(os.path.join(directory, entry)):
+            paths.append(entry + "/")
+            paths.extend("%s/%s" % (entry, name) for name in ("up.sql", "down.sql") if os.path.isfile(os.path.join(directory, entry, name)))
+        elif os.path.isfile(os.path.join(directory, entry)):
+            paths.append(entry)
+    return from_paths(scheme, paths, directory)
+
+
+def from_paths(scheme, paths, directory):
+    """Migrations named by file paths relative to the migrations directory (a listing of it, or of a git
+    revision's tree), sorted by version; their up/down are joined to directory. Raises MigrationError on
+    duplicates."""
+    present = set(paths)
+    found = []
+    if scheme == "schema_migrations":
+        for entry in sorted(set(p.split("/", 1)[0] for p in paths if "/" in p and VERSION_RE.match(p))):
+            files = [os.path.join(directory, entry, name) if "%s/%s" % (entry, name) in present else None for name in ("up.sql", "down.sql")]
+            found.append(Migration(int(VERSION_RE.match(entry).group(1)), entry, files[0], files[1]))
+    else:
+        for entry in sorted(p for p in paths if "/" not in p and p.endswith(".up.sql") and VERSION_RE.match(p)):
             name = entry[:-len(".up.sql")]
-            found.append(Migration(int(VERSION_RE.match(entry).group(1)), name, path,
-                                   _file(directory, name + ".down.sql")))
+            down = name + ".down.sql"
+            found.append(Migration(int(VERSION_RE.match(entry).group(1)), name, os.path.join(directory, entry),
+                                   os.path.join(directory, down) if down in present else None))
     versions = [m.version for m in found]
     duplicates = sorted(set(v for v in versions if versions.count(v) > 1))
     if duplicates:
         raise MigrationError("several migrations share version %s in %s; fix the directory first"
                              % (", ".join(str(v) for v in duplicates), directory))
     return sorted(found, key=lambda m: m.version)
-
-
-def _file(directory, name):
-    path = os.path.join(directory, name)
-    return path if os.path.isfile(path) else None
 
 
 def resolve_target(target, migrations):

@@ -253,9 +253,9 @@ def main():
         previous = None
         if params["reject_previous_key"]:
             previous = jk.previous_key(previous_rotation(params, env_name))
+        fingerprint = jk.Fingerprints(params["state_dir"], create=False)  # only reads: the rotation makes the secret
     except (jk.SigningKeyError, rb.RunbookStateError, IOError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    fingerprint = jk.Fingerprints(params["state_dir"], create=False)  # only reads: the rotation makes the secret
     result = dict(key_fingerprint=fingerprint(current), previous_fingerprint=fingerprint(previous) if previous else None)
     client = Client(params)
     status, document = client.request("POST", params["auth_url"].rstrip("/") + "/auth/login",

@@ -167,6 +167,7 @@ record:
   type: str
 """
 
+import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -185,8 +186,28 @@ class Rotation(object):
         self.env_name = params["environment"] or nenv.detect_environment(self.project_dir)
         self.record_path = jk.record_path(params["state_dir"], self.project_dir, self.env_name)
         self.record = jk.read_record(self.record_path)
-        self.fp = jk.Fingerprints(params["state_dir"], create=not check_mode)
+        self.fp = jk.Fingerprints(params["state_dir"], create=not check_mode,
+                                  keyed_on_record=jk.KEYED_PREFIX in json.dumps(self.record))
         self.read()
+        self.rekey()
+
+    def rekey(self):
+        """Give the record's unkeyed names (version 0.1.0's) of the keys this run knows - those in the env
+        files and a pending rotation's previous one - their keyed names; written with the record's next write."""
+        known = [entry["key"] for entry in self.resolved.values()]
+        pending = self.record.get("pending")
+        if pending:
+            try:
+                known.append(jk.previous_key(pending))
+            except jk.SigningKeyError:
+                pass
+        self.rekeyed_names = False
+        for entry in [self.record.get("current"), pending] + self.record["history"]:
+            for field in ("fingerprint", "previous_fingerprint"):
+                if entry and entry.get(field):
+                    name = self.fp.rekeyed(entry[field], known)
+                    self.rekeyed_names = self.rekeyed_names or name != entry[field]
+                    entry[field] = name
 
     def read(self):
         self.found = jk.locate(self.project_dir, self.env_name)
@@ -296,7 +317,8 @@ def rotate(module, rotation, now):
         jk.write_record(rotation.record_path, rotation.record)
     backed_up = len(pending["backups"])
     rotation.write(updates, pending["backups"], now)
-    if len(pending["backups"]) != backed_up:  # a resumed rotation backed up files the first attempt had not reached
+    # a resumed rotation backed up files the first attempt had not reached, or its record had unkeyed names
+    if len(pending["backups"]) != backed_up or rotation.rekeyed_names:
         jk.write_record(rotation.record_path, rotation.record)
     rotation.read()
     stray = rotation.not_holding(new_fp)

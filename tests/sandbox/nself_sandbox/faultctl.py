@@ -8,7 +8,8 @@ kill: exited 137, not restarted), crash_loop SVC (exits on every start: restarti
 hang SVC, unhealthy SVC, refuse SVC, stop_fail SVC, stop_postgres, foreign_port SVC (a process
 outside the stack holds the service's published ports), malformed_json (status and health
 print invalid JSON), bad_claims auth (its tokens lack Hasura's claims namespace),
-exhaust_connections, break_nginx [route|syntax], fill_disk [free%], delete_bucket BUCKET,
+exhaust_connections, break_nginx [route|syntax], fill_disk [free%] (cleared, the store takes writes again, as
+MinIO does once there is room: SeaweedFS is restarted if it kept its volumes read-only), delete_bucket BUCKET,
 storage_credentials, stale_key SVC (hasura, api or auth keep verifying with today's JWT key after
 a rotation), doctor_fail, start_fail, build_compose_fail, gate COMMAND (every `nself COMMAND`
 waits there until the gate is cleared: a test's breakpoint in a runbook), nself_tag v0.9.9|v0.9.8
@@ -21,6 +22,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from . import faults, paths, runtime, stack
 from .project import Project
@@ -306,8 +309,33 @@ def clear(name=None):
         faults.clear_fault(fault)
         if fault == "storage_credentials":
             stack.restart_service(project, "minio")
+        if fault == "fill_disk" and _minio_running(project) and not _store_ready():
+            # MinIO takes writes again once there is room; SeaweedFS keeps the volumes it marked read-only
+            # while the disk was full until it restarts. Clearing the fault leaves the store as MinIO would.
+            stack.restart_service(project, "minio")
+            _wait(_store_ready, 90)
     if name is None:
         faults.clear_fault()
+
+
+def _minio_running(project):
+    return runtime.docker_state(runtime.load(project.container("minio"))) == "running"
+
+
+def _store_ready():
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:9000/minio/health/ready", timeout=10) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _wait(predicate, timeout):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise SystemExit("sandbox-fault: the object store still refuses writes %d s after the disk was freed" % timeout)
+        time.sleep(0.5)
 
 
 def main(argv=None):

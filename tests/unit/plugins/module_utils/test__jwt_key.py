@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import stat
 
 import pytest
@@ -34,6 +35,14 @@ def test_a_fingerprint_is_keyed_by_a_secret_of_the_host(tmp_path):
     assert jk.Fingerprints(str(tmp_path))(KEY) == name  # the same secret on the next run
     other_host = tmp_path / "other"
     assert jk.Fingerprints(str(other_host))(KEY) != name
+
+
+def test_a_secret_whose_creation_was_killed_is_made_again_whole(tmp_path):
+    directory = tmp_path / "jwt_signing_key"
+    directory.mkdir(mode=0o700)
+    (directory / ".fingerprint.key.partial").write_bytes(b"half")  # killed between its write and its link
+    jk.Fingerprints(str(tmp_path))
+    assert len((directory / "fingerprint.key").read_bytes()) == 32 and sorted(os.listdir(str(directory))) == ["fingerprint.key"]
 
 
 def test_a_fingerprint_written_before_unkeyed_is_still_recognised(tmp_path):

@@ -159,6 +159,8 @@ def test_a_rotation_left_pending_by_the_unkeyed_version_resumes_with_its_key_and
     new = left_pending_by_the_unkeyed_version(run_module, host)
     again, _calls = run_module(jwt_signing_key.main, dict(host, policy="always"))
     assert again["action"] == "resume" and effective(host)["JWT_SECRET"] == new  # no second key
+    assert again["previous_fingerprint"] == jk.Fingerprints(host["state_dir"])(OLD)  # keyed again: never the unkeyed hash
+    assert "sha256:" + hashlib.sha256(OLD.encode()).hexdigest()[:16] not in json.dumps(record(host))
     committed, _calls = run_module(jwt_signing_key.main, dict(host, state="committed"))
     assert committed["changed"] and record(host)["current"]["fingerprint"] == jk.Fingerprints(host["state_dir"])(new)
 
@@ -167,3 +169,13 @@ def test_a_rotation_left_pending_by_the_unkeyed_version_rolls_back(run_module, h
     left_pending_by_the_unkeyed_version(run_module, host)
     result, _calls = run_module(jwt_signing_key.main, dict(host, state="rolled_back"))
     assert result["changed"] and effective(host)["JWT_SECRET"] == OLD and record(host)["pending"] is None
+
+
+def test_a_lost_fingerprint_secret_is_refused_while_the_record_names_keys_with_it(run_module, host):
+    """A new secret would not know the pending rotation's key: it would abandon it and write a second one."""
+    run_module(jwt_signing_key.main, dict(host, policy="always"))
+    written = effective(host)["JWT_SECRET"]
+    os.unlink(os.path.join(host["state_dir"], "jwt_signing_key", "fingerprint.key"))
+    result, _calls = run_module(jwt_signing_key.main, dict(host, policy="always"))
+    assert result["failed"] and "the fingerprint secret" in result["msg"] and "restore it from the host's backup" in result["msg"]
+    assert effective(host)["JWT_SECRET"] == written and record(host)["pending"]
