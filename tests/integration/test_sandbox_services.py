@@ -1,5 +1,6 @@
 """The sandbox's services behave as nfamily-backend.md describes, and each fault switch bites."""
 import json
+import re
 import time
 
 import pytest
@@ -437,3 +438,18 @@ def test_fault_stop_postgres_shows_as_db_down(healthy):
     healthy.fault("set", "stop_postgres")
     assert healthy.states()["postgres"] == "exited" and healthy.status()["postgres"] == "unhealthy"
     assert "Database container not running" in healthy.nself("db", "migrate", "up").stderr
+
+
+def test_docker_logs_reads_a_containers_stamped_output_within_a_window(sandbox):
+    """What `docker logs --timestamps --since --until` gives nself_traffic_info: nginx's access lines with Docker's time."""
+    nginx = sandbox.sh("ls /var/lib/nself-sandbox/containers | sed -n 's/^\\(.*_nginx\\)\\.json$/\\1/p'").stdout.strip()
+    assert http(sandbox, "GET", "https://127.0.0.1/api/health?probe=docker-logs", insecure=True)[0] == 200
+    stamped = sandbox.run("docker", "logs", "--timestamps", "--since", "2m", nginx).stdout.splitlines()
+    lines = [line for line in stamped if "probe=docker-logs" in line]
+    assert lines and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \S+ - - \[[^\]]+\] \"GET /api/health\?probe=docker-logs ", lines[-1])
+    assert " 200 " in lines[-1]
+    plain = [line for line in sandbox.run("docker", "logs", "--since", "2m", nginx).stdout.splitlines() if "probe=docker-logs" in line]
+    assert plain and not re.match(r"^\d{4}-\d\d-\d\dT", plain[-1])
+    assert "probe=docker-logs" not in sandbox.run("docker", "logs", "--until", "2m", nginx).stdout  # before two minutes ago
+    missing = sandbox.run("docker", "logs", "no_such_container")
+    assert missing.returncode == 1 and "No such container: no_such_container" in missing.stderr

@@ -301,3 +301,35 @@ def test_triage_acts_only_on_what_it_sees_under_the_maintenance_lock(host):
         record["summary"]
     assert not [argv for argv in host.calls("race-1") if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
     assert all_healthy(host)
+
+
+def test_the_traffic_watch_counts_what_nginx_served_and_fires_on_server_errors(host):
+    """Issue 15's error-rate watch: nself_traffic_info reads the nginx container's access log (`docker logs`), counts
+    the family's requests without the health checks, and judges the window after against the one before."""
+    def now():
+        return host.sh("date -u +%Y-%m-%dT%H:%M:%SZ").stdout.strip()
+
+    def requests(count):
+        host.sh("for i in $(seq %d); do curl -sk -o /dev/null https://127.0.0.1/api/health; curl -sk -o /dev/null "
+                "https://127.0.0.1/health; done" % count)
+
+    start = now()
+    time.sleep(1)
+    requests(30)
+    time.sleep(1)
+    middle = now()
+    time.sleep(1)
+    host.nself("stop", "api")
+    requests(10)  # nginx answers 502 while api is down
+    host.nself("start", "api")
+    time.sleep(1)
+    end = now()
+    rc, result, output = host.module("nself_traffic_info", {
+        "project_dir": "/opt/nself-family/backend", "min_requests": 5,
+        "windows": [{"name": "before", "start": start, "end": middle}, {"name": "after", "start": middle, "end": end}]})
+    assert rc == 0, output[-2000:]
+    before, after = result["windows"]["before"], result["windows"]["after"]
+    assert before["requests"] == 30 and before["server_errors"] == 0, before  # /health is not counted
+    assert after["requests"] == 10 and after["by_status"]["5xx"] == 10 and after["top_error_paths"] == [{"path": "/api/health", "count": 10}]
+    assert result["verdict"] == {"fired": True, "reason": "error rate 100.0 % of 10 requests above 5.0 % (0.0 % of 30 requests before)"}
+    assert wait_for(lambda: all_healthy(host), timeout=60)

@@ -1,9 +1,13 @@
 """The docker commands the sandbox models: `docker volume inspect`, which tells where a named volume
-lives on the host, and `docker inspect` / `docker container inspect` of containers (JSON only), which
-tell a stopped or restarting container from a running one when nself's status calls both unhealthy.
-There is no engine; everything else fails as a missing daemon would."""
+lives on the host, `docker inspect` / `docker container inspect` of containers (JSON only), which
+tell a stopped or restarting container from a running one when nself's status calls both unhealthy,
+and `docker logs [--timestamps] [--since T] [--until T] [--tail N]` of a container (what its shim
+time-stamped; stdout and stderr are one stream here). There is no engine; everything else fails as a
+missing daemon would."""
+import datetime
 import hashlib
 import json
+import re
 import sys
 
 from . import paths, runtime
@@ -80,7 +84,65 @@ def _names_and_format(args):
     return names, fmt
 
 
+def _moment(text, now):
+    """A time as `docker logs --since/--until` takes it: RFC 3339 (UTC) or a duration before now (10m, 1h30m)."""
+    if re.match(r"^(\d+[smh])+$", text):
+        seconds = sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"(\d+)([smh])", text))
+        return now - datetime.timedelta(seconds=seconds)
+    whole, _dot, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+    return moment.replace(microsecond=int((fraction + "000000")[:6]), tzinfo=datetime.timezone.utc)
+
+
+def logs(args):
+    timestamps, since, until, tail, names = False, None, None, None, []
+    now = datetime.datetime.now(datetime.timezone.utc)
+    args = list(args)
+    try:
+        while args:
+            arg = args.pop(0)
+            if arg in ("-t", "--timestamps"):
+                timestamps = True
+            elif arg == "--since":
+                since = _moment(args.pop(0), now)
+            elif arg == "--until":
+                until = _moment(args.pop(0), now)
+            elif arg in ("-n", "--tail"):
+                tail = args.pop(0)
+            elif arg.startswith("-"):
+                sys.stderr.write("unknown flag: %s\n" % arg)
+                return 125
+            else:
+                names.append(arg)
+    except (IndexError, ValueError) as exc:
+        sys.stderr.write("invalid value: %s\n" % exc)
+        return 125
+    if len(names) != 1 or runtime.load(names[0]) is None:
+        sys.stderr.write("Error response from daemon: No such container: %s\n" % " ".join(names))
+        return 1
+    try:
+        with open(runtime.log_path(names[0]), encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        lines = []
+    shown = []
+    for line in lines:
+        stamp, _sep, text = line.partition(" ")
+        try:
+            moment = _moment(stamp, now)
+        except ValueError:
+            continue
+        if (since is None or moment >= since) and (until is None or moment < until):
+            shown.append(line if timestamps else text)
+    if tail not in (None, "all"):
+        shown = shown[-int(tail):] if int(tail) else []
+    sys.stdout.write("".join(entry + "\n" for entry in shown))
+    return 0
+
+
 def main(argv):
+    if argv[:1] == ["logs"] or argv[:2] == ["container", "logs"]:
+        return logs(argv[1:] if argv[0] == "logs" else argv[2:])
     if argv[:2] == ["volume", "inspect"]:
         return inspect(*_names_and_format(argv[2:]))
     if argv[:1] == ["inspect"] or argv[:2] == ["container", "inspect"]:
@@ -88,7 +150,8 @@ def main(argv):
         if fmt is None:
             return inspect_containers(names)
     sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
-                     "(the sandbox models only `docker volume inspect` and `docker inspect` of containers, as JSON)\n")
+                     "(the sandbox models only `docker volume inspect`, `docker inspect` of containers, as JSON, and "
+                     "`docker logs`)\n")
     return 1
 
 
