@@ -77,7 +77,7 @@ stage_integration() {
 # MOLECULE_JOBS at a time (default 2), longest first: most of their time is spent waiting on
 # services and podman exec, so two lanes finish well before one. Each scenario's full log is kept
 # in tests/output/molecule-<scenario>.log and printed when it failed.
-MOLECULE_ORDER=(database framework storage auth incident committed ssh bare default)
+MOLECULE_ORDER=(database framework storage deploy auth incident committed ssh bare default)
 
 # The failed tests of a JUnit report, with the first line of each failure: the end of the output
 # (all a CI page may show) names the test, not only the scenario.

@@ -1,13 +1,16 @@
-"""`nself build`: validate secrets, then generate docker-compose.yml, nginx/ and .env.computed."""
+"""`nself build`: validate secrets, then generate docker-compose.yml, nginx/ and .env.computed, and build
+the custom services' images from services/<name>/ (paths.image_file)."""
 import glob
 import os
 import shutil
 import subprocess
 import time
 
+import json
+
 import yaml
 
-from . import envfiles, faults, layout, services, ui
+from . import envfiles, faults, layout, paths, services, ui
 
 # What nself build generates (nself-cli.md §5, nfamily-backend.md §5): /health on the default
 # servers, api.<domain> to Hasura, auth.<domain> to the auth service, storage.<domain> to MinIO. The
@@ -119,6 +122,7 @@ def run(project, force=False, verbose=False):
         _write_compose(project)
     _write_nginx(project, force)
     _write_computed(project)
+    _build_images(project)
     names = list((yaml.safe_load(open(project.compose_file, encoding="utf-8")) or {}).get("services", {})) \
         if project.has_compose() else []
     if verbose:
@@ -175,3 +179,20 @@ def _write_computed(project):
                 "BASE_DOMAIN": project.vars.get("BASE_DOMAIN", "local.nself.org"),
                 "COMPOSE_PROJECT_NAME": project.name}
     envfiles.write_env_file(os.path.join(project.dir, ".env.computed"), computed, mode=0o644)
+
+
+def _build_images(project):
+    """What `docker build` of services/<name>/ would bake into a custom service's image: here, its
+    package.json (the release's version, and the stand-in's `nfamilySandbox` behaviours of a bad
+    release, tests/sandbox/README.md "Releases"). A container runs what its image held when it
+    started: a checkout changes nothing until nself build, and a build nothing until a restart."""
+    for custom in services.custom_services(project.vars):
+        manifest = os.path.join(project.dir, "services", custom["name"], "package.json")
+        try:
+            with open(manifest, encoding="utf-8") as handle:
+                image = json.load(handle)
+        except (OSError, ValueError):
+            image = {}
+        os.makedirs(os.path.dirname(paths.image_file(custom["name"])), exist_ok=True)
+        with open(paths.image_file(custom["name"]), "w", encoding="utf-8") as handle:
+            json.dump(image, handle)

@@ -8,6 +8,7 @@ FAULTS_FILE = os.path.join(STATE_DIR, "faults.json")
 STALE_KEYS_FILE = os.path.join(STATE_DIR, "stale_keys.json")
 FOREIGN_DIR = os.path.join(STATE_DIR, "foreign")
 FOREIGN_PIDS_FILE = os.path.join(FOREIGN_DIR, "pids.json")
+IMAGES_DIR = os.path.join(STATE_DIR, "images")  # what nself build baked into each custom service's image
 CALLS_LOG = os.path.join(STATE_DIR, "calls.jsonl")
 VOLUMES_DIR = os.environ.get("NSELF_SANDBOX_VOLUMES", "/srv/volumes")
 PG_BIN = "/usr/lib/postgresql/16/bin"  # as postgres:16-alpine, the nFamily compose's image (images.sh)
@@ -21,3 +22,7 @@ SHARE_DIR = os.path.dirname(os.path.abspath(__file__))
 PYTHONPATH = os.pathsep.join((os.path.dirname(SHARE_DIR), os.path.join(os.path.dirname(SHARE_DIR), "vendor")))
 DEFAULT_PROJECT = "/opt/nself-family/backend"
 NSELF_VERSION = "0.9.9"
+
+
+def image_file(service):
+    return os.path.join(IMAGES_DIR, "%s.json" % service)

@@ -1,5 +1,6 @@
-"""Image build step: lay out /opt/nself-family/backend like a production host, bring the stack up
-once through the nself stand-in, apply the 13 migrations, load the fixture and seed the object store.
+"""Image build step: lay out /opt/nself-family/backend like a production host (a checkout of the
+repository at a release tag, releases.py), bring the stack up once through the nself stand-in,
+apply the 13 migrations, load the fixture and seed the object store.
 
 Secrets are generated here, per image build; nothing secret is kept in the repository.
 """
@@ -15,7 +16,7 @@ import bcrypt
 import boto3
 import botocore.config
 
-from . import envfiles, faults, paths
+from . import envfiles, faults, paths, releases
 
 PROJECT = paths.DEFAULT_PROJECT
 FIXTURE = os.path.join(os.path.dirname(paths.SHARE_DIR), "fixture")
@@ -197,6 +198,7 @@ def nself(*args, stdin=None):
 
 def main():
     write_project()
+    releases.main()
     os.makedirs(paths.MINIO_DATA, exist_ok=True)
     os.makedirs(paths.REDIS_DATA, exist_ok=True)
     if nself("build") != 0:

@@ -76,6 +76,9 @@ def upload(req):
         return None
     if os.environ.get("DEMO_MODE"):
         return req.error(403, "DEMO_MODE", "Write operations are disabled in demo mode")
+    if req.behaves("broken_upload"):
+        req.read_body()
+        return req.error(500, "INTERNAL_ERROR", "storage_path is not defined")
     if int(req.headers.get("Content-Length") or 0) > MAX_UPLOAD:
         return req.error(413, "FILE_TOO_LARGE", "Files are limited to 50 MB")
     family_id = _member(req, claims)

@@ -117,6 +117,7 @@ def ready():
 class Handler(BaseHTTPRequestHandler):
     service = "app"
     routes = {}
+    release = {}  # the image's package.json, read once when the service starts (serve)
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
@@ -158,13 +159,21 @@ class Handler(BaseHTTPRequestHandler):
             self.error(401, "TOKEN_EXPIRED", "Invalid or expired token")
             return None
 
+    def behaves(self, behaviour):
+        """Whether the release this service's image was built from has a bad release's behaviour."""
+        return bool(self.release.get("nfamilySandbox", {}).get(behaviour))
+
+    def unhealthy(self):
+        return faults.active("unhealthy", self.service) or self.behaves("unhealthy")
+
     def health(self):
-        if faults.active("unhealthy", self.service):
-            return self.send_json(503, {"status": "error", "service": self.service, "timestamp": now_iso()})
-        return self.send_json(200, {"status": "ok", "service": self.service, "timestamp": now_iso()})
+        body = {"status": "error" if self.unhealthy() else "ok", "service": self.service, "timestamp": now_iso()}
+        if self.release.get("version"):
+            body["version"] = self.release["version"]
+        return self.send_json(503 if self.unhealthy() else 200, body)
 
     def ready(self):
-        state = "ready" if ready() and not faults.active("unhealthy", self.service) else "not_ready"
+        state = "ready" if ready() and not self.unhealthy() else "not_ready"
         return self.send_json(200, {"status": state, "service": self.service})  # 200 either way (nFamily quirk)
 
     def _dispatch(self, method):
@@ -181,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
                     break
         if handler is None:
             return self.error(404, "NOT_FOUND", "Route %s:%s not found" % (method, path))
+        if self.behaves("server_errors"):
+            return self.error(500, "INTERNAL_ERROR", "Cannot read properties of undefined (reading 'family_id')")
         try:
             return handler(self)
         except psycopg2.Error as exc:
@@ -194,7 +205,16 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
 
+def image(service):
+    try:
+        with open(paths.image_file(service), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
 def serve(handler, port):
+    handler.release = image(handler.service)
     server = ThreadingHTTPServer(("0.0.0.0", int(port)), handler)
     server.daemon_threads = True
     log("%s listening on :%s" % (handler.service, port))
