@@ -36,6 +36,10 @@ options:
     elements: str
     default: [public.users, public.families, public.family_members, public.registered_devices, public.device_pairing_codes,
               public.audit_events, public.media_items, auth.refresh_tokens, auth.sessions]
+  foreign_keys:
+    description: Check the foreign keys of O(tables); V(false) only counts rows (a baseline for a later check).
+    type: bool
+    default: true
   baseline:
     description:
       - Row counts to compare with, by table (a backup manifest's C(row_counts)); only the tables of O(tables) are
@@ -107,7 +111,10 @@ from ansible_collections.nfamily.ops.plugins.module_utils._pg import (KEY_TABLES
 # Each foreign key of the tables: name, table, referenced table, and a condition true for a row whose key points at
 # nothing (every key column set, no referenced row), built in SQL from the catalog so names are quoted by the server.
 FOREIGN_KEYS_SQL = """
-SELECT c.conname, c.conrelid::regclass::text, c.confrelid::regclass::text,
+SELECT c.conname, (SELECT format('%%I.%%I', n.nspname, r.relname) FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+                   WHERE r.oid = c.conrelid),
+       (SELECT format('%%I.%%I', n.nspname, r.relname) FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+          WHERE r.oid = c.confrelid),
        (SELECT string_agg(format('t.%%I IS NOT NULL', a.attname), ' AND ') FROM unnest(c.conkey) k(att)
           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.att)
        || ' AND NOT EXISTS (SELECT 1 FROM ' || c.confrelid::regclass::text || ' p WHERE '
@@ -152,6 +159,7 @@ def main():
     argument_spec.update(
         tables=dict(type="list", elements="str", default=[t for t in KEY_TABLES if not t.endswith("migrations")]),
         baseline=dict(type="dict", default={}),
+        foreign_keys=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     pg = None
@@ -159,7 +167,7 @@ def main():
         pg = project_database(module)
         tables = pg.existing_tables(module.params["tables"])
         counts = pg.row_counts(tables)
-        bad_keys = broken(pg, foreign_keys(pg, tables))
+        bad_keys = broken(pg, foreign_keys(pg, tables)) if module.params["foreign_keys"] else []
         migrations = pg.migration_state()
     except PostgresError as exc:
         module.fail_json(msg=str(exc), commands=pg.commands if pg else [])

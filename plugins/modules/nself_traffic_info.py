@@ -66,6 +66,12 @@ options:
     description: Requests the after window needs before its error rate is judged.
     type: int
     default: 20
+  before:
+    description:
+      - The before window as an earlier call returned it (its C(windows.before)), for a verdict on an after window read
+        later. A deploy needs it, as C(nself stop) removes the nginx container and its log with it, so the traffic before
+        the deploy is counted before the restart. A window named V(before) in O(windows) wins.
+    type: dict
 author:
   - nfamily.ops maintainers (@nfamily)
 """
@@ -94,7 +100,7 @@ windows:
            "server_errors": 3, "error_rate": 0.0073, "by_status": {"2xx": 380, "3xx": 20, "4xx": 9, "5xx": 3},
            "top_error_paths": [{"path": "/api/media/upload", "count": 3}]}}
 verdict:
-  description: With windows named V(before) and V(after), whether the after window fires the error-rate criterion and why.
+  description: With windows named V(before) (or O(before)) and V(after), whether the after window fires the error-rate criterion and why.
   returned: when both windows are given
   type: dict
   sample: {"fired": false, "reason": "error rate 0.7 % of 412 requests within 5.0 % (0.4 % of 390 requests before)"}
@@ -131,6 +137,7 @@ def main():
         excluded_paths=dict(type="list", elements="str", default=["/health"]),
         max_error_rate=dict(type="float", default=0.05),
         min_requests=dict(type="int", default=20),
+        before=dict(type="dict"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -157,8 +164,11 @@ def main():
     lines = out.splitlines()
     result = dict(container=container, windows=dict(
         (name, al.summarize(lines, start, end, tuple(params["excluded_paths"]))) for name, start, end in windows))
-    if "before" in result["windows"] and "after" in result["windows"]:
-        fired, reason = al.judge(result["windows"]["before"], result["windows"]["after"], params["max_error_rate"], params["min_requests"])
+    before = result["windows"].get("before") or params["before"]
+    if before and "after" in result["windows"]:
+        if not all(key in before for key in ("requests", "error_rate")):
+            module.fail_json(msg="before needs the requests and error_rate of a window this module returned")
+        fired, reason = al.judge(before, result["windows"]["after"], params["max_error_rate"], params["min_requests"])
         result["verdict"] = {"fired": fired, "reason": reason}
     module.exit_json(changed=False, **result)
 

@@ -50,3 +50,15 @@ def test_a_missing_container_is_named(run_module, tmp_path):
                                 {LOGS.replace("02:45:00Z", "03:02:00Z"): (1, "", "Error response from daemon: No such container: fam_nginx\n")},
                                 binary="/usr/bin/docker")
     assert result["failed"] and "No such container: fam_nginx" in result["msg"] and "verdict" not in result
+
+
+def test_a_before_window_counted_earlier_judges_the_after_window(run_module, tmp_path):
+    """nself stop removes the nginx container and its log: the deploy counts the window before it first."""
+    counted = {"requests": 40, "server_errors": 0, "error_rate": 0.0}
+    lines = [access(5, s, 500 if s % 4 == 0 else 200) for s in range(40)]
+    result, _calls = run_module(nself_traffic_info.main, {"project_dir": project(tmp_path), "windows": [AFTER], "before": counted},
+                                {LOGS.replace("02:45:00Z", "03:02:00Z"): (0, "\n".join(lines) + "\n", "")}, binary="/usr/bin/docker")
+    assert result["verdict"] == {"fired": True, "reason": "error rate 25.0 % of 40 requests above 5.0 % (0.0 % of 40 requests before)"}
+    result, _calls = run_module(nself_traffic_info.main, {"project_dir": project(tmp_path), "windows": [AFTER], "before": {"count": 3}},
+                                {LOGS.replace("02:45:00Z", "03:02:00Z"): (0, "\n".join(lines) + "\n", "")}, binary="/usr/bin/docker")
+    assert result["failed"] and "before needs the requests and error_rate" in result["msg"]
