@@ -118,15 +118,13 @@ previous_fingerprint:
   type: str
 """
 
-import json
 import os
 import time
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
 
+from ansible_collections.nfamily.ops.plugins.module_utils import _api as api
 from ansible_collections.nfamily.ops.plugins.module_utils import _jwt_key as jk
 from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
 from ansible_collections.nfamily.ops.plugins.module_utils import _runbook as rb
@@ -134,37 +132,6 @@ from ansible_collections.nfamily.ops.plugins.module_utils import _urls as urls
 from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
 
 HASURA_NS = "https://hasura.io/jwt/claims"
-RETRY_S = 1
-
-
-class Client(object):
-    def __init__(self, params):
-        self.validate_certs = params["validate_certs"]
-        self.deadline = time.time() + params["timeout"]
-
-    def request(self, method, url, body=None, token=None):
-        """(status, parsed JSON or None); retried while the service does not answer or answers 5xx."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        data = json.dumps(body) if body is not None else None
-        while True:
-            try:
-                # a redirect is an answer, never followed: it would carry the token or password elsewhere
-                response = open_url(url, method=method, data=data, headers=headers, timeout=10,
-                                    validate_certs=self.validate_certs, follow_redirects="none")
-                status, raw = response.getcode(), response.read()
-            except HTTPError as exc:
-                status, raw = exc.code, exc.read()
-            except (URLError, IOError, OSError) as exc:
-                status, raw = None, str(exc).encode()
-            if (status is None or status >= 500) and time.time() < self.deadline:
-                time.sleep(RETRY_S)
-                continue
-            try:
-                return status, json.loads(raw.decode("utf-8", "replace"))
-            except ValueError:
-                return status, None
 
 
 class Checks(object):
@@ -257,11 +224,8 @@ def main():
     except (jk.SigningKeyError, rb.RunbookStateError, IOError, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(key_fingerprint=fingerprint(current), previous_fingerprint=fingerprint(previous) if previous else None)
-    client = Client(params)
-    status, document = client.request("POST", params["auth_url"].rstrip("/") + "/auth/login",
-                                      body={"email": params["email"], "password": params["password"]})
-    token = ((((document or {}).get("data") or {}).get("tokens")) or {}).get("access_token")
-    error = ((document or {}).get("error") or {}).get("code")
+    client = api.Client(params["timeout"], params["validate_certs"])
+    status, token, error = api.login(client, params["auth_url"], params["email"], params["password"])
     if checks.add("auth /auth/login as %s" % params["email"], status == 200 and token, status,
                   "expected 200 with an access token, got %s%s" % (status, " " + error if error else "")):
         signed = jk.signed_with(token, current)
@@ -271,7 +235,7 @@ def main():
         probe(client, checks, params, token, "new token", accepted=True)
         if previous is not None and previous != current:
             probe(client, checks, params, forged_token(previous, jk.claims_of(token)), "previous key's token", accepted=False)
-        client.request("POST", params["auth_url"].rstrip("/") + "/auth/logout", body={}, token=token)
+        api.logout(client, params["auth_url"], token)
     failed = checks.failed()
     result.update(ok=not failed, checks=checks.items)
     if failed:

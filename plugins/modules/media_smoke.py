@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nfamily.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: media_smoke
+short_description: Smoke-test the family's media upload end to end, and remove what the test made
+version_added: 0.1.0
+description:
+  - The deployment checklist's "upload media" smoke test, as the api really serves it (nfamily-backend.md, smoke-test
+    targets) - logs an account in through the auth service, uploads a small file unique to this test through
+    C(POST /api/media/upload) (multipart, Bearer token, C(X-Family-Id)), requires C(201) with a completed item whose
+    checksum is the file's, and reads the object back from the project's bucket.
+  - Then it removes what it made, whatever the outcome - the media item row (with C(psql) in the postgres container), the
+    object, and the session (logout). The C(media.uploaded) audit event stays, as the record of the test; nFamily's
+    audit log refuses changes (trigger C(prevent_audit_modification)).
+  - Production runs in demo mode, where the api refuses every write. With C(DEMO_MODE) set in the project's env cascade
+    nothing is uploaded and C(skip_reason) says why; the smoke writes go only where a deployment says they may, a family
+    given in O(family_id) whose active member O(email) is.
+  - Not in check mode, where it only says what it would do.
+extends_documentation_fragment:
+  - nfamily.ops.nself
+  - nfamily.ops.postgres
+  - nfamily.ops.attributes
+  - nfamily.ops.attributes.nself_group
+attributes:
+  check_mode:
+    support: full
+    details: Uploads nothing and says so in C(skip_reason).
+  diff_mode:
+    support: none
+options:
+  email:
+    description: The account that uploads, an active member of O(family_id).
+    type: str
+    required: true
+  password:
+    description: Its password.
+    type: str
+    required: true
+  family_id:
+    description: The family the test file goes to (a family where test writes may go).
+    type: str
+    required: true
+  auth_url:
+    description: Base URL of the auth service as the host reaches it.
+    type: str
+    default: http://127.0.0.1:4000
+  api_url:
+    description: Base URL of the api service as the host reaches it.
+    type: str
+    default: http://127.0.0.1:4001
+  timeout:
+    description: Seconds to keep retrying the login while auth does not answer (the upload is never repeated).
+    type: int
+    default: 30
+  validate_certs:
+    description: Verify TLS certificates of https URLs.
+    type: bool
+    default: true
+requirements:
+  - boto3 on the managed host (to read the object back and remove it)
+author:
+  - nfamily.ops maintainers (@nfamily)
+"""
+
+EXAMPLES = r"""
+- name: Upload a test file as the smoke account and remove it again
+  nfamily.ops.media_smoke:
+    project_dir: /opt/nself-family/backend
+    email: smoke@nself.org
+    password: "{{ smoke_password }}"
+    family_id: 20000000-0000-4000-8000-000000000002
+  register: upload_smoke
+"""
+
+RETURN = r"""
+ok:
+  description: Whether the upload was accepted, stored as sent, and removed again.
+  returned: always
+  type: bool
+skip_reason:
+  description: Why nothing was uploaded (demo mode, check mode), or null.
+  returned: always
+  type: str
+checks:
+  description: Each check with its outcome and detail.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "api POST /api/media/upload", "ok": true, "status": 201, "detail": "completed"}]
+storage_path:
+  description: The object key the api stored the test file under (removed again).
+  returned: when the upload was accepted
+  type: str
+"""
+
+import hashlib
+import os
+import uuid
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nfamily.ops.plugins.module_utils import _api as api
+from ansible_collections.nfamily.ops.plugins.module_utils import _nself_env as nenv
+from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
+from ansible_collections.nfamily.ops.plugins.module_utils import _urls as urls
+from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_argument_spec
+from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresError, pg_argument_spec, project_database, quote_literal
+
+
+def multipart(name, content):
+    """(body, content type) of a form with one file field, as the frontend sends it."""
+    boundary = "nfamily-ops-%s" % uuid.uuid4().hex
+    head = ('--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\nContent-Type: text/plain\r\n\r\n'
+            % (boundary, name)).encode()
+    return head + content + ("\r\n--%s--\r\n" % boundary).encode(), "multipart/form-data; boundary=%s" % boundary
+
+
+class Checks(object):
+    def __init__(self):
+        self.items = []
+
+    def add(self, name, ok, status, detail):
+        self.items.append({"name": name, "ok": bool(ok), "status": status, "detail": detail})
+        return ok
+
+
+def remove(module, env, item_id, key):
+    """Remove the test's media item and its object; what could not be removed, as lines. Its audit event stays:
+    audit_events refuses changes (trigger prevent_audit_modification), as an audit log should."""
+    left = []
+    if item_id:
+        try:
+            project_database(module).query("DELETE FROM public.media_items WHERE id::text = %s" % quote_literal(item_id))
+        except PostgresError as exc:
+            left.append("media item %s (%s)" % (item_id, exc))
+    if key:
+        try:
+            s3lib.client(s3lib.settings_from_env(env, {})).delete_object(Bucket=env.get("S3_BUCKET"), Key=key)
+        except (s3lib.S3Error, s3lib.BotoCoreError, s3lib.ClientError) as exc:
+            left.append("object %s (%s)" % (key, s3lib.describe(exc)))
+    return left
+
+
+def main():
+    argument_spec = nself_argument_spec()
+    argument_spec.update(pg_argument_spec())
+    argument_spec.update(
+        email=dict(type="str", required=True),
+        password=dict(type="str", required=True, no_log=True),
+        family_id=dict(type="str", required=True),
+        auth_url=dict(type="str", default="http://127.0.0.1:4000"),
+        api_url=dict(type="str", default="http://127.0.0.1:4001"),
+        timeout=dict(type="int", default=30),
+        validate_certs=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    if not os.path.isdir(params["project_dir"]):
+        module.fail_json(msg="project_dir %s does not exist; set nfamily_project_dir to the nself project" % params["project_dir"])
+    try:
+        uuid.UUID(params["family_id"])
+    except ValueError:
+        module.fail_json(msg="family_id %r is not a UUID; name the family the smoke test may write to" % params["family_id"])
+    for option in ("auth_url", "api_url"):
+        problem = urls.plain_http_problem(params[option], "the smoke account's password and token")
+        if problem:
+            module.fail_json(msg="%s %s. Nothing was sent" % (option, problem))
+    env, _files = nenv.load_cascade(params["project_dir"], params["environment"] or nenv.detect_environment(params["project_dir"]))
+    if (env.get("DEMO_MODE") or "").lower() in ("1", "true", "yes"):
+        module.exit_json(changed=False, ok=True, checks=[], skip_reason="demo mode (DEMO_MODE in the env files): the api refuses "
+                         "every write, so nothing was uploaded")
+    if module.check_mode:
+        module.exit_json(changed=False, ok=True, checks=[], skip_reason="check mode: nothing was uploaded")
+    checks = Checks()
+    client = api.Client(params["timeout"], params["validate_certs"])
+    status, token, error = api.login(client, params["auth_url"], params["email"], params["password"])
+    item_id = key = None
+    if checks.add("auth /auth/login as %s" % params["email"], status == 200 and token, status,
+                  "expected 200 with an access token, got %s%s" % (status, " " + error if error else "")):
+        content = ("nfamily.ops smoke test %s\n" % uuid.uuid4()).encode()
+        body, content_type = multipart("nfamily-ops-smoke-%s.txt" % uuid.uuid4().hex[:12], content)
+        status, document = client.request("POST", params["api_url"].rstrip("/") + "/api/media/upload", data=body, token=token,
+                                          headers={"Content-Type": content_type, "X-Family-Id": params["family_id"]}, retry=False)
+        data = (document or {}).get("data") or {}
+        item_id, key = data.get("media_item_id"), data.get("storage_path")
+        error = ((document or {}).get("error") or {}).get("code")
+        checksum = hashlib.sha256(content).hexdigest()
+        if checks.add("api POST /api/media/upload", status == 201 and data.get("status") == "completed" and data.get("checksum") == checksum,
+                      status, "completed" if status == 201 else "expected 201, got %s%s" % (status, " " + error if error else "")):
+            try:
+                stored = s3lib.get_bytes(s3lib.client(s3lib.settings_from_env(env, {})), env.get("S3_BUCKET"), key)
+                checks.add("the object in %s" % env.get("S3_BUCKET"), stored == content, None,
+                           "holds the file sent" if stored == content else "holds %d other bytes" % len(stored))
+            except s3lib.S3Error as exc:
+                checks.add("the object in %s" % env.get("S3_BUCKET"), False, None, "cannot be read: %s" % exc)
+        api.logout(client, params["auth_url"], token)
+    left = remove(module, env, item_id, key)
+    checks.add("clean-up", not left, None, "removed" if not left else "left behind: " + "; ".join(left))
+    failed = [c for c in checks.items if not c["ok"]]
+    result = dict(ok=not failed, checks=checks.items, skip_reason=None, storage_path=key)
+    if failed:
+        module.fail_json(msg="upload smoke test failed: %s. Look at `nself logs api`"
+                         % "; ".join("%s (%s)" % (c["name"], c["detail"]) for c in failed), changed=bool(item_id), **result)
+    module.exit_json(changed=True, **result)
+
+
+if __name__ == "__main__":
+    main()
