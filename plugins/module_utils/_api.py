@@ -56,6 +56,20 @@ class Client(object):
                 return status, None
 
 
+class Checks(object):
+    """The named checks of a verification, each with its outcome, status and detail, in order."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, name, ok, status, detail):
+        self.items.append({"name": name, "ok": bool(ok), "status": status, "detail": detail})
+        return ok
+
+    def failed(self):
+        return [c for c in self.items if not c["ok"]]
+
+
 def login(client, auth_url, email, password):
     """(status, access token or None, the error code auth answered or None)."""
     status, document = client.request("POST", auth_url.rstrip("/") + "/auth/login", body={"email": email, "password": password})

@@ -134,18 +134,6 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_ar
 HASURA_NS = "https://hasura.io/jwt/claims"
 
 
-class Checks(object):
-    def __init__(self):
-        self.items = []
-
-    def add(self, name, ok, status, detail):
-        self.items.append({"name": name, "ok": bool(ok), "status": status, "detail": detail})
-        return ok
-
-    def failed(self):
-        return [c for c in self.items if not c["ok"]]
-
-
 def graphql_verdict(status, document):
     """(accepted, detail) of a hasura answer: data without errors is acceptance."""
     if status != 200 or not isinstance(document, dict):
@@ -213,7 +201,7 @@ def main():
         problem = urls.plain_http_problem(params[option], "the verification password and tokens") if params[option] else None
         if problem:
             module.fail_json(msg="%s %s. Nothing was sent" % (option, problem))
-    checks = Checks()
+    checks = api.Checks()
     try:
         env_name = params["environment"] or nenv.detect_environment(params["project_dir"])
         current = jk.resolve(jk.locate(params["project_dir"], env_name))[jk.PRIMARY]["key"]

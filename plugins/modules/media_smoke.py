@@ -123,15 +123,6 @@ def multipart(name, content):
     return head + content + ("\r\n--%s--\r\n" % boundary).encode(), "multipart/form-data; boundary=%s" % boundary
 
 
-class Checks(object):
-    def __init__(self):
-        self.items = []
-
-    def add(self, name, ok, status, detail):
-        self.items.append({"name": name, "ok": bool(ok), "status": status, "detail": detail})
-        return ok
-
-
 def remove(module, env, item_id, key):
     """Remove the test's media item and its object; what could not be removed, as lines. Its audit event stays:
     audit_events refuses changes (trigger prevent_audit_modification), as an audit log should."""
@@ -179,7 +170,7 @@ def main():
                          "every write, so nothing was uploaded")
     if module.check_mode:
         module.exit_json(changed=False, ok=True, checks=[], skip_reason="check mode: nothing was uploaded")
-    checks = Checks()
+    checks = api.Checks()
     client = api.Client(params["timeout"], params["validate_certs"])
     status, token, error = api.login(client, params["auth_url"], params["email"], params["password"])
     item_id = key = None
@@ -204,7 +195,7 @@ def main():
         api.logout(client, params["auth_url"], token)
     left = remove(module, env, item_id, key)
     checks.add("clean-up", not left, None, "removed" if not left else "left behind: " + "; ".join(left))
-    failed = [c for c in checks.items if not c["ok"]]
+    failed = checks.failed()
     result = dict(ok=not failed, checks=checks.items, skip_reason=None, storage_path=key)
     if failed:
         module.fail_json(msg="upload smoke test failed: %s. Look at `nself logs api`"
