@@ -18,6 +18,8 @@ PROJECT = "/opt/nself-family/backend"
 # The operator's offsite key in the tests (bytes 0..31 in base64), given as AWX's credential gives it.
 OFFSITE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 STATE = "/var/lib/nfamily-ops"
+# Directories of the instances' root filesystems (no mount below them) whose files the tests read directly.
+ROOTFS_DIRS = (STATE + "/", "/var/lib/nself-sandbox/", "/var/lib/selftest/")
 
 
 def confirm(host_name, playbook):
@@ -41,6 +43,7 @@ class Instance:
 
     def __init__(self, name, workdir, layout="nself", ssh_user=None, become=True, interpreter="/usr/bin/python3"):
         self.name = name
+        self._rootfs = None
         self.layout = layout
         self.workdir = str(workdir)
         self.reports = os.path.join(self.workdir, "reports")
@@ -109,14 +112,40 @@ class Instance:
         documents = json.loads(self.run("docker", "inspect", *names).stdout) if names else []
         return {d["Config"]["Labels"]["com.docker.compose.service"]: d["State"]["Status"] for d in documents}
 
-    def read_json(self, path):
+    def read_text(self, path):
+        """The text of a file on the host, or None. The run state and the sandbox's records are read through
+        the container's root filesystem as the machine sees it (`podman mount`): the tests poll them while a
+        playbook runs, and a podman exec per look would take the CPU the playbook under test needs."""
+        local = self._rootfs_path(path)
+        if local:
+            try:
+                with open(local, encoding="utf-8") as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                return None
         proc = self.run("cat", path)
-        return json.loads(proc.stdout) if proc.returncode == 0 else None
+        return proc.stdout if proc.returncode == 0 else None
+
+    def _rootfs_path(self, path):
+        """Where path is in the machine's view of the container's root filesystem, or None when it is not
+        a plain file of the image's layers (a mount, a symlink out of it) or podman cannot mount it."""
+        if not path.startswith(ROOTFS_DIRS):
+            return None
+        if self._rootfs is None or not os.path.isdir(os.path.join(self._rootfs, "var", "lib")):
+            proc = subprocess.run(["podman", "mount", self.name], capture_output=True, text=True, check=False)
+            self._rootfs = proc.stdout.strip() if proc.returncode == 0 else ""
+        if not self._rootfs:
+            return None
+        local = os.path.join(self._rootfs, path.lstrip("/"))
+        return local if os.path.realpath(local).startswith(self._rootfs + os.sep) else None
+
+    def read_json(self, path):
+        text = self.read_text(path)
+        return json.loads(text) if text is not None else None
 
     def calls(self, run_id=None):
         """The nself invocations on the host (argv lists), all or those of one run."""
-        proc = self.run("cat", "/var/lib/nself-sandbox/calls.jsonl")
-        entries = [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+        entries = [json.loads(line) for line in (self.read_text("/var/lib/nself-sandbox/calls.jsonl") or "").splitlines()]
         return [e["argv"] for e in entries if run_id is None or e.get("run_id") == run_id]
 
     def hold_lock(self, family, runbook, run_id="held-by-another-run", owner="alice"):
@@ -147,8 +176,7 @@ class Instance:
         return record
 
     def records(self):
-        proc = self.run("cat", STATE + "/runs.jsonl")
-        return [json.loads(line) for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+        return [json.loads(line) for line in (self.read_text(STATE + "/runs.jsonl") or "").splitlines()]
 
     def module(self, name, args, *extra):
         """Run one nfamily.ops module ad hoc (args as a dict), as `ansible -m` would; returns (rc, result, output)."""

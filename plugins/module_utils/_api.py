@@ -71,10 +71,21 @@ class Checks(object):
 
 
 def login(client, auth_url, email, password):
-    """(status, access token or None, the error code auth answered or None)."""
+    """(status, access token or None, the error code auth answered or None, the user's id or None)."""
     status, document = client.request("POST", auth_url.rstrip("/") + "/auth/login", body={"email": email, "password": password})
-    token = ((((document or {}).get("data") or {}).get("tokens")) or {}).get("access_token")
-    return status, token, ((document or {}).get("error") or {}).get("code")
+    data = (document or {}).get("data") or {}
+    token = (data.get("tokens") or {}).get("access_token")
+    return status, token, ((document or {}).get("error") or {}).get("code"), (data.get("user") or {}).get("id")
+
+
+def graphql_verdict(status, document):
+    """(accepted, detail) of a hasura answer: data without errors is acceptance."""
+    if status != 200 or not isinstance(document, dict):
+        return False, "HTTP %s" % status
+    if document.get("errors"):
+        error = document["errors"][0]
+        return False, "%s: %s" % ((error.get("extensions") or {}).get("code"), error.get("message"))
+    return "data" in document, "data"
 
 
 def logout(client, auth_url, token):

@@ -134,16 +134,6 @@ from ansible_collections.nfamily.ops.plugins.module_utils._nself import nself_ar
 HASURA_NS = "https://hasura.io/jwt/claims"
 
 
-def graphql_verdict(status, document):
-    """(accepted, detail) of a hasura answer: data without errors is acceptance."""
-    if status != 200 or not isinstance(document, dict):
-        return False, "HTTP %s" % status
-    if document.get("errors"):
-        error = document["errors"][0]
-        return False, "%s: %s" % ((error.get("extensions") or {}).get("code"), error.get("message"))
-    return "data" in document, "data"
-
-
 def probe(client, checks, params, token, label, accepted):
     """auth /auth/me, the api path and hasura with token; accepted says whether they must accept it."""
     status, _doc = client.request("GET", params["auth_url"].rstrip("/") + "/auth/me", token=token)
@@ -156,7 +146,7 @@ def probe(client, checks, params, token, label, accepted):
     if params["hasura_url"]:
         status, document = client.request("POST", params["hasura_url"].rstrip("/") + "/v1/graphql",
                                           body={"query": "query { __typename }"}, token=token)
-        verdict, detail = graphql_verdict(status, document)
+        verdict, detail = api.graphql_verdict(status, document)
         checks.add("hasura /v1/graphql with the %s" % label, verdict == accepted, status,
                    "expected %s, got %s" % ("data" if accepted else "an error", detail))
 
@@ -213,7 +203,7 @@ def main():
         module.fail_json(msg=str(exc))
     result = dict(key_fingerprint=fingerprint(current), previous_fingerprint=fingerprint(previous) if previous else None)
     client = api.Client(params["timeout"], params["validate_certs"])
-    status, token, error = api.login(client, params["auth_url"], params["email"], params["password"])
+    status, token, error, _user_id = api.login(client, params["auth_url"], params["email"], params["password"])
     if checks.add("auth /auth/login as %s" % params["email"], status == 200 and token, status,
                   "expected 200 with an access token, got %s%s" % (status, " " + error if error else "")):
         signed = jk.signed_with(token, current)

@@ -74,10 +74,11 @@ stage_integration() {
 
 # Molecule runs against the built collection, installed the way users install it (its own
 # collection install step cannot replace the .collections symlink of the checkout). Scenarios run
-# MOLECULE_JOBS at a time (default 2), longest first: most of their time is spent waiting on
-# services and podman exec, so two lanes finish well before one. Each scenario's full log is kept
-# in tests/output/molecule-<scenario>.log and printed when it failed.
-MOLECULE_ORDER=(database framework storage deploy auth incident committed ssh bare default)
+# MOLECULE_JOBS at a time (default 2), longest first (by their measured times, README): one scenario
+# keeps about one core busy (Ansible's controller, podman exec, the services), so two lanes use a
+# 2-core machine and a third would only queue. Each scenario's full log is kept in
+# tests/output/molecule-<scenario>.log and printed when it failed.
+MOLECULE_ORDER=(database incident framework deploy auth storage committed ssh default bare)
 
 # The failed tests of a JUnit report, with the first line of each failure: the end of the output
 # (all a CI page may show) names the test, not only the scenario.

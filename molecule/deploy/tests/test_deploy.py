@@ -17,9 +17,9 @@ from runbook_host import PROJECT, STATE, Instance, assert_failed_with, confirm, 
 CHECKOUT = os.path.dirname(PROJECT)
 FACTS = ("-e", "deploy_ci_green=true", "-e", "deploy_qa_passed=true", "-e", "deploy_release_notes=https://example.invalid/notes")
 FAST = ("-e", "deploy_health_delay=10", "-e", "deploy_watch_seconds=0")
-# The upload smoke test writes to the fixture's second family as its owner (tests/sandbox/nself_sandbox/provision.py).
-UPLOAD = ("-e", "deploy_smoke_upload_family_id=20000000-0000-4000-8000-000000000002", "-e", "deploy_smoke_upload_email=owner@other.family",
-          "-e", "deploy_smoke_upload_password=family-sandbox-pass")
+# The write smoke tests (a post, an upload) write to the fixture's second family as its owner (tests/sandbox/nself_sandbox/provision.py).
+UPLOAD = ("-e", "deploy_smoke_write_family_id=20000000-0000-4000-8000-000000000002", "-e", "deploy_smoke_write_email=owner@other.family",
+          "-e", "deploy_smoke_write_password=family-sandbox-pass")
 BASE_VERSION = "1770000000013"
 
 
@@ -70,6 +70,10 @@ def last_migration(box):
 
 def media_count(box):
     return int(box.psql("SELECT count(*) FROM public.media_items").strip())
+
+
+def post_count(box):
+    return int(box.psql("SELECT count(*) FROM public.posts").strip())
 
 
 def deploy(box, tag, *extra):
@@ -147,7 +151,7 @@ def test_a_broken_upload_fails_the_smoke_test_and_rolls_back(host):
     media = media_count(host)
     proc = deploy(host, "v0.10.3", *UPLOAD)
     assert_failed_with(proc, "v0.10.3 was rolled back to v0.9.0 (migrations down to %s" % BASE_VERSION,
-                       "smoke test failed: upload smoke test failed: api POST /api/media/upload (expected 201, got 500 INTERNAL_ERROR)")
+                       "smoke test failed: write smoke test failed: api POST /api/media/upload (expected 201, got 500 INTERNAL_ERROR)")
     assert media_count(host) == media
     assert_back_on_v090(host)
 
@@ -165,7 +169,7 @@ def test_a_good_release_is_deployed_verified_and_a_rerun_changes_nothing(host):
     host.run("sandbox-traffic", "start", "10")
     try:
         host.sh("sleep 8")
-        media = media_count(host)
+        media, posts = media_count(host), post_count(host)
         proc = deploy(host, "v0.10.0", "-e", "deploy_watch_seconds=8", "-e", "deploy_min_requests=20", *UPLOAD)
     finally:
         host.run("sandbox-traffic", "stop")
@@ -173,10 +177,11 @@ def test_a_good_release_is_deployed_verified_and_a_rerun_changes_nothing(host):
     assert git(host, "describe", "--tags", "--exact-match") == "v0.10.0" and api_version(host) == "0.10.0" and all_healthy(host)
     assert last_migration(host) == "1770000000014"
     criteria = report(host, proc.stdout)["details"]["criteria"]
-    assert criteria[1:3] == ["smoke: passed", "upload smoke: passed"]
+    assert criteria[1:3] == ["smoke: passed", "write smoke: passed"]
     assert criteria[3].startswith("error rate: error rate 0.0 % of") and "within 5.0 %" in criteria[3]
     assert criteria[4] == "data: row counts held, no broken foreign key"
-    assert media_count(host) == media and "family-sandbox-pass" not in proc.stdout  # the test file went again
+    assert media_count(host) == media and post_count(host) == posts  # the test post and file went again
+    assert "family-sandbox-pass" not in proc.stdout
     backups = host.run("sh", "-c", "ls %s/backups/pre-deploy-*.dump" % PROJECT).stdout.split()
     again = deploy(host, "v0.10.0")
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]

@@ -43,13 +43,12 @@ def release_hold(box):
 
 
 def effects(box):
-    proc = box.run("cat", EFFECTS)
-    return [line.split()[0] for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+    return [line.split()[0] for line in (box.read_text(EFFECTS) or "").splitlines()]
 
 
 def checkpointed(box):
-    proc = box.run("cat", STATE + "/runs/selftest.json")
-    return sorted(json.loads(proc.stdout)["done"]) if proc.returncode == 0 else []
+    state = box.read_json(STATE + "/runs/selftest.json")
+    return sorted(state["done"]) if state is not None else []
 
 
 def test_prod_without_confirmation_changes_nothing(host):

@@ -6,13 +6,17 @@ x-hasura-allowed-roles and x-hasura-default-role (an x-hasura-role header must b
 roles), or, with no Authorization header, from HASURA_GRAPHQL_UNAUTHORIZED_ROLE. A query is a
 selection of tracked tables: `admin` sees every row and column, role `user` the select permissions
 below (its own user, the families it is an active member of, their members), any other role none,
-so a table it may not read is "not found in type: 'query_root'", as Hasura says it. Mutations are
-update_<table>_by_pk under the update permissions (role `user`: its own display_name).
+so a table it may not read is "not found in type: 'query_root'", as Hasura says it; <table>_by_pk(id:
+$var) reads one row. Mutations are update_<table>_by_pk under the update permissions (role `user`: its
+own display_name) and insert_<table>_one(object: $var) under the insert permissions (role `user`: a
+post in a family it is an active member of, as its author), as the frontend creates posts.
 """
 import json
 import os
 import re
 import sys
+
+import psycopg2
 
 from . import common
 
@@ -20,6 +24,7 @@ TABLES = {
     "users": ("public.users", ["id", "email", "display_name", "is_active"]),
     "families": ("public.families", ["id", "name"]),
     "family_members": ("public.family_members", ["id", "family_id", "user_id", "role", "lifecycle_state"]),
+    "posts": ("public.posts", ["id", "family_id", "author_id", "post_type", "visibility", "body"]),
 }
 MY_FAMILIES = ("SELECT m.family_id FROM public.family_members m WHERE m.user_id = %(user_id)s "
                "AND m.lifecycle_state = 'active'")
@@ -29,13 +34,19 @@ PERMISSIONS = {
         "users": (["id", "email", "display_name"], "t.id = %(user_id)s"),
         "families": (["id", "name"], "t.id IN (" + MY_FAMILIES + ")"),
         "family_members": (["id", "family_id", "user_id", "role"], "t.family_id IN (" + MY_FAMILIES + ")"),
+        "posts": (["id", "family_id", "author_id", "post_type", "visibility", "body"], "t.family_id IN (" + MY_FAMILIES + ")"),
     },
 }
+# role -> table -> (columns it may set, check on the new row's values): the insert permissions of the metadata.
+INSERTS = {"user": {"posts": (["family_id", "author_id", "post_type", "visibility", "body"],
+                              "%(author_id)s::text = %(user_id)s::text AND %(family_id)s::uuid IN (" + MY_FAMILIES + ")")}}
 # role -> table -> (columns it may set, row filter): the update permissions of the metadata.
 UPDATES = {"user": {"users": (["display_name"], "t.id = %(user_id)s")}}
 FIELD_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 UPDATE_RE = re.compile(r'^\s*mutation\b[^{]*\{\s*update_([a-z_]+)_by_pk\s*\(\s*pk_columns\s*:\s*\{\s*id\s*:\s*"([^"]*)"\s*\}'
                        r'\s*,\s*_set\s*:\s*\{([^}]*)\}\s*\)\s*\{([^}]*)\}\s*\}\s*$')
+INSERT_RE = re.compile(r'^\s*mutation\b[^{]*\{\s*insert_([a-z_]+)_one\s*\(\s*object\s*:\s*\$([A-Za-z_]+)\s*\)\s*\{([^}]*)\}\s*\}\s*$')
+BY_PK_RE = re.compile(r'^\s*query\b[^{]*\{\s*([a-z_]+)_by_pk\s*\(\s*id\s*:\s*\$([A-Za-z_]+)\s*\)\s*\{([^}]*)\}\s*\}\s*$')
 SET_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*:\s*"([^"]*)"')
 
 
@@ -96,7 +107,7 @@ def selection(text):
     """The top-level fields of a query and the sub-fields each selects: [(field, [columns])]."""
     body = text.strip()
     if body.startswith(("mutation", "subscription")):
-        raise GraphQLError("validation-failed", "only update_<table>_by_pk mutations exist here", "$")
+        raise GraphQLError("validation-failed", "only update_<table>_by_pk and insert_<table>_one mutations exist here", "$")
     body = body[body.find("{") + 1:body.rfind("}")] if "{" in body else ""
     fields, position = [], 0
     while position < len(body):
@@ -169,13 +180,75 @@ def update_by_pk(role, user_id, match):
     return {field: dict((c, row[c]) for c in wanted) if row else None}
 
 
+def insert_one(role, user_id, match, variables):
+    """`mutation($o: <table>_insert_input!) { insert_<table>_one(object: $o) { cols } }`: the new row, or Hasura's
+    permission error when the role's check refuses it (nothing is inserted then)."""
+    name, returned = match.group(1), match.group(3).split() or ["id"]
+    field = "insert_%s_one" % name
+    if name not in INSERTS.get(role, {}) and not (role == "admin" and name in TABLES):
+        raise GraphQLError("validation-failed", "field '%s' not found in type: 'mutation_root'" % field, "$.selectionSet.%s" % field)
+    settable, check = (TABLES[name][1], "true") if role == "admin" else INSERTS[role][name]
+    row = variables.get(match.group(2))
+    if not isinstance(row, dict) or not row:
+        raise GraphQLError("validation-failed", "expecting a value for non-nullable variable: \"%s\"" % match.group(2))
+    for column in row:
+        if column not in settable:
+            raise GraphQLError("validation-failed", "field '%s' not found in type: '%s_insert_input'" % (column, name),
+                               "$.selectionSet.%s.args.object.%s" % (field, column))
+    visible = TABLES[name][1] if role == "admin" else PERMISSIONS[role][name][0]
+    if any(c not in visible for c in returned):
+        raise GraphQLError("validation-failed", "not a valid selection of %s" % name, "$.selectionSet.%s" % field)
+    values = dict((c, row.get(c)) for c in settable)
+    values["user_id"] = user_id
+    columns = sorted(row)
+    sql = "INSERT INTO %s (%s) VALUES (%s) RETURNING %s" % (
+        TABLES[name][0], ", ".join(columns), ", ".join("%%(%s)s" % c for c in columns), ", ".join(returned))
+    try:
+        if not common.query("SELECT 1 AS allowed WHERE " + check, values, one=True):
+            raise GraphQLError("permission-error", "check constraint of an insert/update permission has failed",
+                               "$.selectionSet.%s.args" % field)
+        inserted = common.query(sql, row, one=True, commit=True)
+    except psycopg2.Error as exc:  # a value or constraint the table refuses, in Hasura's words
+        raise GraphQLError("constraint-violation" if isinstance(exc, psycopg2.IntegrityError) else "data-exception",
+                           str(exc).splitlines()[0], "$.selectionSet.%s" % field)
+    return {field: dict((c, inserted[c]) for c in returned)}
+
+
+def by_pk(role, user_id, match, variables):
+    """`query($id: uuid!) { <table>_by_pk(id: $id) { cols } }`: the row, or null when the role's filter hides it."""
+    name, key = match.group(1), variables.get(match.group(2))
+    field, returned = "%s_by_pk" % name, match.group(3).split() or ["id"]
+    if role == "admin" and name in TABLES:
+        permitted, condition = TABLES[name][1], "true"
+    elif name in PERMISSIONS.get(role, {}):
+        permitted, condition = PERMISSIONS[role][name]
+    else:
+        raise GraphQLError("validation-failed", "field '%s' not found in type: 'query_root'" % field, "$.selectionSet.%s" % field)
+    if any(c not in permitted for c in returned):
+        raise GraphQLError("validation-failed", "not a valid selection of %s" % name, "$.selectionSet.%s" % field)
+    sql = "SELECT %s FROM %s t WHERE t.id::text = %%(key)s AND %s" % (", ".join("t.%s" % c for c in returned), TABLES[name][0], condition)
+    try:
+        row = common.query(sql, {"key": str(key), "user_id": user_id}, one=True)
+    except psycopg2.Error as exc:
+        raise GraphQLError("data-exception", str(exc).splitlines()[0], "$.selectionSet.%s" % field)
+    return {field: dict((c, row[c]) for c in returned) if row else None}
+
+
 def graphql(req):
     body = req.json_body() or {}
     text = str(body.get("query") or "")
+    variables = body.get("variables") or {}
     try:
         role, user_id = session(req.headers)
-        update = UPDATE_RE.match(text)
-        data = update_by_pk(role, user_id, update) if update else resolve(role, user_id, selection(text))
+        update, insert, one = UPDATE_RE.match(text), INSERT_RE.match(text), BY_PK_RE.match(text)
+        if update:
+            data = update_by_pk(role, user_id, update)
+        elif insert:
+            data = insert_one(role, user_id, insert, variables)
+        elif one:
+            data = by_pk(role, user_id, one, variables)
+        else:
+            data = resolve(role, user_id, selection(text))
     except GraphQLError as exc:
         return _jwt_error(req, exc.code, str(exc), exc.path)
     return req.send_json(200, {"data": data})
