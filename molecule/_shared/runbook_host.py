@@ -131,9 +131,10 @@ class Instance:
         a plain file of the image's layers (a mount, a symlink out of it) or podman cannot mount it."""
         if not path.startswith(ROOTFS_DIRS):
             return None
-        if self._rootfs is None or not os.path.isdir(os.path.join(self._rootfs, "var", "lib")):
+        if self._rootfs is None or (self._rootfs and not os.path.isdir(os.path.join(self._rootfs, "var", "lib"))):
+            # a new mount when the container was removed (a recreated one has another root); "" once podman cannot
             proc = subprocess.run(["podman", "mount", self.name], capture_output=True, text=True, check=False)
-            self._rootfs = proc.stdout.strip() if proc.returncode == 0 else ""
+            self._rootfs = os.path.realpath(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else ""
         if not self._rootfs:
             return None
         local = os.path.join(self._rootfs, path.lstrip("/"))

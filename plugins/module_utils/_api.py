@@ -71,11 +71,10 @@ class Checks(object):
 
 
 def login(client, auth_url, email, password):
-    """(status, access token or None, the error code auth answered or None, the user's id or None)."""
+    """(status, access token or None, the error code auth answered or None)."""
     status, document = client.request("POST", auth_url.rstrip("/") + "/auth/login", body={"email": email, "password": password})
-    data = (document or {}).get("data") or {}
-    token = (data.get("tokens") or {}).get("access_token")
-    return status, token, ((document or {}).get("error") or {}).get("code"), (data.get("user") or {}).get("id")
+    token = ((((document or {}).get("data") or {}).get("tokens")) or {}).get("access_token")
+    return status, token, ((document or {}).get("error") or {}).get("code")
 
 
 def graphql_verdict(status, document):

@@ -203,7 +203,7 @@ def main():
         module.fail_json(msg=str(exc))
     result = dict(key_fingerprint=fingerprint(current), previous_fingerprint=fingerprint(previous) if previous else None)
     client = api.Client(params["timeout"], params["validate_certs"])
-    status, token, error, _user_id = api.login(client, params["auth_url"], params["email"], params["password"])
+    status, token, error = api.login(client, params["auth_url"], params["email"], params["password"])
     if checks.add("auth /auth/login as %s" % params["email"], status == 200 and token, status,
                   "expected 200 with an access token, got %s%s" % (status, " " + error if error else "")):
         signed = jk.signed_with(token, current)

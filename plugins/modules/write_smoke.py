@@ -16,16 +16,21 @@ description:
   - The deployment checklist's "create post" and "upload media" smoke tests, as nFamily really serves them
     (nfamily-backend.md, smoke-test targets). An account is logged in through the auth service; then
   - C(post) inserts a text post unique to this test into the family through Hasura's C(insert_posts_one) with the
-    account's token (as the frontend creates posts), and reads it back with C(posts_by_pk).
+    account's token, as the frontend creates posts (C(author_id) is set by Hasura from the token), and reads it back
+    with C(posts_by_pk). Upstream's metadata checks posts against the session variable C(X-Hasura-Family-Ids), which
+    auth's tokens do not carry (nfamily.ops role deploy, README), so on such a host the insert is refused, for every
+    release; test C(post) where the tokens carry it.
   - C(upload) sends a small file unique to this test to C(POST /api/media/upload) (multipart, Bearer token,
     C(X-Family-Id)), requires C(201) with a completed item whose checksum is the file's, and reads the object back from
     the project's bucket.
   - Then it removes what it made, whatever the outcome - the post and the media item rows (with C(psql) in the postgres
-    container), the object, and the session (logout). Audit events stay, as the record of the test; nFamily's audit log
+    container; found by the unique text and file name even when an answer was lost), the objects, and the session
+    (logout). Audit events stay, as the record of the test; nFamily's audit log
     refuses changes (trigger C(prevent_audit_modification)).
-  - Production runs in demo mode, where the family's writes are refused. With C(DEMO_MODE) set in the project's env
-    cascade nothing is written and C(skip_reason) says why; the smoke writes go only where a deployment says they may, a
-    family given in O(family_id) whose active member O(email) is.
+  - Production runs in demo mode (the api refuses every write) and is not written to. With C(DEMO_MODE) set to any
+    non-empty value in the project's env cascade (the services read C(DEMO_MODE=false) as on, too) nothing is written and
+    C(skip_reason) says why; the smoke writes go only where a deployment says they may, a family given in O(family_id)
+    whose active member O(email) is.
   - Not in check mode, where it only says what it would do.
 extends_documentation_fragment:
   - nfamily.ops.nself
@@ -52,7 +57,7 @@ options:
     type: str
     required: true
   tests:
-    description: The writes to test, in this order.
+    description: The writes to test, in this order (each once).
     type: list
     elements: str
     choices: [post, upload]
@@ -117,12 +122,12 @@ checks:
   elements: dict
   sample: [{"name": "hasura insert_posts_one", "ok": true, "status": 200, "detail": "inserted"}]
 post_id:
-  description: The id of the test post (removed again).
-  returned: when the post was inserted
+  description: The id of the test post (removed again); null when none was inserted.
+  returned: always
   type: str
 storage_path:
-  description: The object key the api stored the test file under (removed again).
-  returned: when the upload was accepted
+  description: The object key the api stored the test file under (removed again); null when the upload was not accepted.
+  returned: always
   type: str
 """
 
@@ -141,6 +146,8 @@ from ansible_collections.nfamily.ops.plugins.module_utils._pg import PostgresErr
 
 INSERT_POST = ("mutation NfamilyOpsSmokePost($object: posts_insert_input!) "
                "{ insert_posts_one(object: $object) { id } }")
+# The service whose log explains a failed check, by the check's first word.
+LOGS = {"auth": "auth", "hasura": "hasura", "api": "api", "minio": "minio", "clean-up": "postgres"}
 READ_POST = "query NfamilyOpsSmokeRead($id: uuid!) { posts_by_pk(id: $id) { id body } }"
 
 
@@ -152,12 +159,12 @@ def multipart(name, content):
     return head + content + ("\r\n--%s--\r\n" % boundary).encode(), "multipart/form-data; boundary=%s" % boundary
 
 
-def post_test(client, checks, params, token, user_id):
+def post_test(client, checks, params, token):
     """Insert a post as the account through hasura and read it back; (its id or None, its text: what finds it even
     when the answer to the insert was lost)."""
     url = params["hasura_url"].rstrip("/") + "/v1/graphql"
     text = "nfamily.ops smoke test %s" % uuid.uuid4()
-    post = {"family_id": params["family_id"], "author_id": user_id, "post_type": "text", "visibility": "family", "body": text}
+    post = {"family_id": params["family_id"], "post_type": "text", "visibility": "family", "body": text}
     status, document = client.request("POST", url, body={"query": INSERT_POST, "variables": {"object": post}}, token=token, retry=False)
     accepted, detail = api.graphql_verdict(status, document)
     post_id = ((((document or {}).get("data") or {}).get("insert_posts_one") or {}) if accepted else {}).get("id")
@@ -171,41 +178,49 @@ def post_test(client, checks, params, token, user_id):
 
 
 def upload_test(client, checks, params, token, env):
-    """Upload a file through the api and read the object back; (media item id, object key), None where not made."""
+    """Upload a file through the api and read the object back; (its file name: what finds it even when the answer was
+    lost, the object key or None)."""
     content = ("nfamily.ops smoke test %s\n" % uuid.uuid4()).encode()
-    body, content_type = multipart("nfamily-ops-smoke-%s.txt" % uuid.uuid4().hex[:12], content)
+    name = "nfamily-ops-smoke-%s.txt" % uuid.uuid4().hex
+    body, content_type = multipart(name, content)
     status, document = client.request("POST", params["api_url"].rstrip("/") + "/api/media/upload", data=body, token=token,
                                       headers={"Content-Type": content_type, "X-Family-Id": params["family_id"]}, retry=False)
     data = (document or {}).get("data") or {}
-    item_id, key = data.get("media_item_id"), data.get("storage_path")
+    key = data.get("storage_path")
     error = ((document or {}).get("error") or {}).get("code")
     checksum = hashlib.sha256(content).hexdigest()
     if checks.add("api POST /api/media/upload", status == 201 and data.get("status") == "completed" and data.get("checksum") == checksum,
                   status, "completed" if status == 201 else "expected 201, got %s%s" % (status, " " + error if error else "")):
         try:
             stored = s3lib.get_bytes(s3lib.client(s3lib.settings_from_env(env, {})), env.get("S3_BUCKET"), key)
-            checks.add("the object in %s" % env.get("S3_BUCKET"), stored == content, None,
+            checks.add("minio object in %s" % env.get("S3_BUCKET"), stored == content, None,
                        "holds the file sent" if stored == content else "holds %d other bytes" % len(stored))
         except s3lib.S3Error as exc:
-            checks.add("the object in %s" % env.get("S3_BUCKET"), False, None, "cannot be read: %s" % exc)
-    return item_id, key
+            checks.add("minio object in %s" % env.get("S3_BUCKET"), False, None, "cannot be read: %s" % exc)
+    return name, key
 
 
-def remove(module, env, post_text, item_id, key):
-    """Remove the test's post (by its unique text), media item and object; what could not be removed, as lines. Audit
-    events stay: audit_events refuses changes (trigger prevent_audit_modification), as an audit log should."""
-    left = []
-    for table, column, value in (("posts", "body", post_text), ("media_items", "id::text", item_id)):
-        if value:
-            try:
-                project_database(module).query("DELETE FROM public.%s WHERE %s = %s" % (table, column, quote_literal(value)))
-            except PostgresError as exc:
-                left.append("%s row %s (%s)" % (table, value, exc))
-    if key:
+def remove(module, env, family_id, post_text, file_name, key):
+    """Remove the test's post (by its unique text), media item (by its unique file name) and object (the key the api
+    answered or the item recorded); what could not be removed, as lines. Audit events stay: audit_events refuses
+    changes (trigger prevent_audit_modification), as an audit log should."""
+    left, keys = [], set([key]) if key else set()
+    try:
+        database = project_database(module) if post_text or file_name else None
+        if post_text:
+            database.query("DELETE FROM public.posts WHERE family_id::text = %s AND body = %s"
+                           % (quote_literal(family_id), quote_literal(post_text)))
+        if file_name:
+            rows = database.query("DELETE FROM public.media_items WHERE family_id::text = %s AND file_name = %s RETURNING storage_path"
+                                  % (quote_literal(family_id), quote_literal(file_name)))
+            keys.update(row[0] for row in rows if row and row[0])
+    except PostgresError as exc:
+        left.append("the test's rows (%s)" % exc)
+    for object_key in sorted(keys):
         try:
-            s3lib.client(s3lib.settings_from_env(env, {})).delete_object(Bucket=env.get("S3_BUCKET"), Key=key)
+            s3lib.client(s3lib.settings_from_env(env, {})).delete_object(Bucket=env.get("S3_BUCKET"), Key=object_key)
         except (s3lib.S3Error, s3lib.BotoCoreError, s3lib.ClientError) as exc:
-            left.append("object %s (%s)" % (key, s3lib.describe(exc)))
+            left.append("object %s (%s)" % (object_key, s3lib.describe(exc)))
     return left
 
 
@@ -227,47 +242,48 @@ def main():
     params = module.params
     if not os.path.isdir(params["project_dir"]):
         module.fail_json(msg="project_dir %s does not exist; set nfamily_project_dir to the nself project" % params["project_dir"])
-    if not params["tests"]:
+    tests = [t for i, t in enumerate(params["tests"]) if t not in params["tests"][:i]]
+    if not tests:
         module.fail_json(msg="tests is empty; name the writes to test (post, upload)")
-    if "upload" in params["tests"] and not s3lib.HAS_BOTO3:
-        module.fail_json(msg="the upload test needs boto3 on the managed host (%s); install python3-boto3 (playbooks/host_prepare.yml) "
-                         "or test only tests=[post]" % s3lib.BOTO3_IMPORT_ERROR)
     try:
         uuid.UUID(params["family_id"])
     except ValueError:
         module.fail_json(msg="family_id %r is not a UUID; name the family the smoke test may write to" % params["family_id"])
-    for option in ("auth_url",) + (("hasura_url",) if "post" in params["tests"] else ()) + (("api_url",) if "upload" in params["tests"] else ()):
+    for option in ("auth_url",) + (("hasura_url",) if "post" in tests else ()) + (("api_url",) if "upload" in tests else ()):
         problem = urls.plain_http_problem(params[option], "the smoke account's password and token")
         if problem:
             module.fail_json(msg="%s %s. Nothing was sent" % (option, problem))
     env, _files = nenv.load_cascade(params["project_dir"], params["environment"] or nenv.detect_environment(params["project_dir"]))
-    if (env.get("DEMO_MODE") or "").lower() in ("1", "true", "yes"):
-        module.exit_json(changed=False, ok=True, checks=[], skip_reason="demo mode (DEMO_MODE in the env files): the family's writes "
-                         "are refused, so nothing was written")
+    skipped = dict(changed=False, ok=True, checks=[], post_id=None, storage_path=None)
+    if env.get("DEMO_MODE"):  # the services take any non-empty value as on (z.coerce.boolean), "false" too
+        module.exit_json(skip_reason="demo mode (DEMO_MODE=%s in the env files): production is not written to, so nothing "
+                         "was written" % env["DEMO_MODE"], **skipped)
     if module.check_mode:
-        module.exit_json(changed=False, ok=True, checks=[], skip_reason="check mode: nothing was written")
+        module.exit_json(skip_reason="check mode: nothing was written", **skipped)
+    if "upload" in tests and not s3lib.HAS_BOTO3:
+        module.fail_json(msg="the upload test needs boto3 on the managed host (%s); install python3-boto3 (playbooks/host_prepare.yml) "
+                         "or test only tests=[post]" % s3lib.BOTO3_IMPORT_ERROR)
 
     checks = api.Checks()
     client = api.Client(params["timeout"], params["validate_certs"])
-    status, token, error, user_id = api.login(client, params["auth_url"], params["email"], params["password"])
-    post_id = post_text = item_id = key = None
+    status, token, error = api.login(client, params["auth_url"], params["email"], params["password"])
+    post_id = post_text = file_name = key = None
     if checks.add("auth /auth/login as %s" % params["email"], status == 200 and token, status,
                   "expected 200 with an access token, got %s%s" % (status, " " + error if error else "")):
-        for test in params["tests"]:
+        for test in tests:
             if test == "post":
-                post_id, post_text = post_test(client, checks, params, token, user_id)
+                post_id, post_text = post_test(client, checks, params, token)
             else:
-                item_id, key = upload_test(client, checks, params, token, env)
+                file_name, key = upload_test(client, checks, params, token, env)
         api.logout(client, params["auth_url"], token)
-    left = remove(module, env, post_text, item_id, key)
+    left = remove(module, env, params["family_id"], post_text, file_name, key)
     checks.add("clean-up", not left, None, "removed" if not left else "left behind: " + "; ".join(left))
     failed = checks.failed()
     result = dict(ok=not failed, checks=checks.items, skip_reason=None, post_id=post_id, storage_path=key)
     if failed:
         module.fail_json(msg="write smoke test failed: %s. Look at `nself logs %s`"
-                         % ("; ".join("%s (%s)" % (c["name"], c["detail"]) for c in failed),
-                            "hasura" if failed[0]["name"].startswith("hasura") else "api"),
-                         changed=bool(post_id or item_id), **result)
+                         % ("; ".join("%s (%s)" % (c["name"], c["detail"]) for c in failed), LOGS[failed[0]["name"].split()[0]]),
+                         changed=bool(post_id or key), **result)
     module.exit_json(changed=True, **result)
 
 

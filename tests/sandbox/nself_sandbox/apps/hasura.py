@@ -5,11 +5,12 @@ JWT signed with the key inside HASURA_GRAPHQL_JWT_SECRET whose claims namespace 
 x-hasura-allowed-roles and x-hasura-default-role (an x-hasura-role header must be one of the allowed
 roles), or, with no Authorization header, from HASURA_GRAPHQL_UNAUTHORIZED_ROLE. A query is a
 selection of tracked tables: `admin` sees every row and column, role `user` the select permissions
-below (its own user, the families it is an active member of, their members), any other role none,
+below (its own user, the families it is an active member of, their members, and the posts of the
+families in the session variable X-Hasura-Family-Ids, which auth's tokens do not carry), any other role none,
 so a table it may not read is "not found in type: 'query_root'", as Hasura says it; <table>_by_pk(id:
 $var) reads one row. Mutations are update_<table>_by_pk under the update permissions (role `user`: its
 own display_name) and insert_<table>_one(object: $var) under the insert permissions (role `user`: a
-post in a family it is an active member of, as its author), as the frontend creates posts.
+post in a family of X-Hasura-Family-Ids, its author_id set from X-Hasura-User-Id), as the frontend creates posts.
 """
 import json
 import os
@@ -34,12 +35,14 @@ PERMISSIONS = {
         "users": (["id", "email", "display_name"], "t.id = %(user_id)s"),
         "families": (["id", "name"], "t.id IN (" + MY_FAMILIES + ")"),
         "family_members": (["id", "family_id", "user_id", "role"], "t.family_id IN (" + MY_FAMILIES + ")"),
-        "posts": (["id", "family_id", "author_id", "post_type", "visibility", "body"], "t.family_id IN (" + MY_FAMILIES + ")"),
+        "posts": (["id", "family_id", "author_id", "post_type", "visibility", "body"], "t.family_id::text = ANY(%(family_ids)s::text[])"),
     },
 }
-# role -> table -> (columns it may set, check on the new row's values): the insert permissions of the metadata.
-INSERTS = {"user": {"posts": (["family_id", "author_id", "post_type", "visibility", "body"],
-                              "%(author_id)s::text = %(user_id)s::text AND %(family_id)s::uuid IN (" + MY_FAMILIES + ")")}}
+# role -> table -> (columns it may set, check on the new row's values, columns set from the session): the insert
+# permissions of the metadata. Posts are checked against the session variable X-Hasura-Family-Ids, as upstream's
+# metadata has it; auth's tokens do not carry it, so a user's post is refused there as it is here.
+INSERTS = {"user": {"posts": (["family_id", "post_type", "visibility", "body"], "%(family_id)s::text = ANY(%(family_ids)s::text[])",
+                              {"author_id": "user_id"})}}
 # role -> table -> (columns it may set, row filter): the update permissions of the metadata.
 UPDATES = {"user": {"users": (["display_name"], "t.id = %(user_id)s")}}
 FIELD_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
@@ -68,19 +71,19 @@ def _jwt_error(req, code, message, path="$"):
 
 
 def session(headers):
-    """(role, user id) of a request, or GraphQLError as Hasura words it."""
+    """(role, user id, family ids or None) of a request, or GraphQLError as Hasura words it."""
     asked = headers.get("x-hasura-role")
     admin = headers.get("x-hasura-admin-secret")
     if admin is not None:
         if admin != os.environ.get("HASURA_GRAPHQL_ADMIN_SECRET"):
             raise GraphQLError("access-denied", "invalid x-hasura-admin-secret/x-hasura-access-key")
-        return asked or "admin", headers.get("x-hasura-user-id")
+        return asked or "admin", headers.get("x-hasura-user-id"), family_ids(headers.get("x-hasura-family-ids"))
     header = headers.get("Authorization", "")
     if not header:
         unauthorized = os.environ.get("HASURA_GRAPHQL_UNAUTHORIZED_ROLE")
         if not unauthorized:
             raise GraphQLError("access-denied", "Missing Authorization header in JWT authentication mode")
-        return unauthorized, None
+        return unauthorized, None, None
     if not header.startswith("Bearer "):
         raise GraphQLError("invalid-headers", "Malformed Authorization header")
     try:
@@ -100,7 +103,25 @@ def session(headers):
     role = asked or default
     if role not in allowed:
         raise GraphQLError("access-denied", "Your requested role is not in allowed roles")
-    return role, namespace.get("x-hasura-user-id")
+    return role, namespace.get("x-hasura-user-id"), family_ids(namespace.get("x-hasura-family-ids"))
+
+
+def family_ids(value):
+    """The session variable X-Hasura-Family-Ids (a Postgres array literal, "{a,b}"), as a list, or None."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [v.strip().strip('"') for v in str(value).strip("{}").split(",") if v.strip()]
+
+
+def needs(condition, who, path):
+    """The session's values for a permission's condition; Hasura's error when a session variable it uses is missing."""
+    if "%(user_id)s" in condition and who["user_id"] is None:
+        raise GraphQLError("not-found", 'missing session variable: "x-hasura-user-id"', path)
+    if "%(family_ids)s" in condition and who["family_ids"] is None:
+        raise GraphQLError("not-found", 'missing session variable: "x-hasura-family-ids"', path)
+    return dict(who)
 
 
 def selection(text):
@@ -125,7 +146,7 @@ def selection(text):
     return fields
 
 
-def resolve(role, user_id, fields):
+def resolve(role, who, fields):
     data = {}
     for name, columns in fields:
         if name == "__typename":
@@ -138,8 +159,6 @@ def resolve(role, user_id, fields):
         elif name in PERMISSIONS.get(role, {}):
             table = TABLES[name][0]
             permitted, condition = PERMISSIONS[role][name]
-            if user_id is None:
-                raise GraphQLError("not-found", 'missing session variable: "x-hasura-user-id"', path)
         else:
             raise GraphQLError("validation-failed", "field '%s' not found in type: 'query_root'" % name, path)
         for column in columns:
@@ -148,7 +167,7 @@ def resolve(role, user_id, fields):
                                    path + ".selectionSet.%s" % column)
         wanted = columns or permitted[:1]
         sql = "SELECT %s FROM %s t WHERE %s ORDER BY 1" % (", ".join("t.%s" % c for c in wanted), table, condition)
-        data[name] = [dict((c, row[c]) for c in wanted) for row in common.query(sql, {"user_id": user_id})]
+        data[name] = [dict((c, row[c]) for c in wanted) for row in common.query(sql, needs(condition, who, path))]
     return data
 
 
@@ -180,14 +199,14 @@ def update_by_pk(role, user_id, match):
     return {field: dict((c, row[c]) for c in wanted) if row else None}
 
 
-def insert_one(role, user_id, match, variables):
+def insert_one(role, who, match, variables):
     """`mutation($o: <table>_insert_input!) { insert_<table>_one(object: $o) { cols } }`: the new row, or Hasura's
     permission error when the role's check refuses it (nothing is inserted then)."""
     name, returned = match.group(1), match.group(3).split() or ["id"]
     field = "insert_%s_one" % name
     if name not in INSERTS.get(role, {}) and not (role == "admin" and name in TABLES):
         raise GraphQLError("validation-failed", "field '%s' not found in type: 'mutation_root'" % field, "$.selectionSet.%s" % field)
-    settable, check = (TABLES[name][1], "true") if role == "admin" else INSERTS[role][name]
+    settable, check, presets = (TABLES[name][1], "true", {}) if role == "admin" else INSERTS[role][name]
     row = variables.get(match.group(2))
     if not isinstance(row, dict) or not row:
         raise GraphQLError("validation-failed", "expecting a value for non-nullable variable: \"%s\"" % match.group(2))
@@ -198,8 +217,9 @@ def insert_one(role, user_id, match, variables):
     visible = TABLES[name][1] if role == "admin" else PERMISSIONS[role][name][0]
     if any(c not in visible for c in returned):
         raise GraphQLError("validation-failed", "not a valid selection of %s" % name, "$.selectionSet.%s" % field)
-    values = dict((c, row.get(c)) for c in settable)
-    values["user_id"] = user_id
+    values = needs(check, who, "$.selectionSet.%s" % field)
+    values.update((c, row.get(c)) for c in settable)
+    row = dict(row, **dict((c, who[variable]) for c, variable in presets.items()))
     columns = sorted(row)
     sql = "INSERT INTO %s (%s) VALUES (%s) RETURNING %s" % (
         TABLES[name][0], ", ".join(columns), ", ".join("%%(%s)s" % c for c in columns), ", ".join(returned))
@@ -214,7 +234,7 @@ def insert_one(role, user_id, match, variables):
     return {field: dict((c, inserted[c]) for c in returned)}
 
 
-def by_pk(role, user_id, match, variables):
+def by_pk(role, who, match, variables):
     """`query($id: uuid!) { <table>_by_pk(id: $id) { cols } }`: the row, or null when the role's filter hides it."""
     name, key = match.group(1), variables.get(match.group(2))
     field, returned = "%s_by_pk" % name, match.group(3).split() or ["id"]
@@ -228,7 +248,7 @@ def by_pk(role, user_id, match, variables):
         raise GraphQLError("validation-failed", "not a valid selection of %s" % name, "$.selectionSet.%s" % field)
     sql = "SELECT %s FROM %s t WHERE t.id::text = %%(key)s AND %s" % (", ".join("t.%s" % c for c in returned), TABLES[name][0], condition)
     try:
-        row = common.query(sql, {"key": str(key), "user_id": user_id}, one=True)
+        row = common.query(sql, dict(needs(condition, who, "$.selectionSet.%s" % field), key=str(key)), one=True)
     except psycopg2.Error as exc:
         raise GraphQLError("data-exception", str(exc).splitlines()[0], "$.selectionSet.%s" % field)
     return {field: dict((c, row[c]) for c in returned) if row else None}
@@ -239,16 +259,17 @@ def graphql(req):
     text = str(body.get("query") or "")
     variables = body.get("variables") or {}
     try:
-        role, user_id = session(req.headers)
+        role, user_id, families = session(req.headers)
+        who = {"user_id": user_id, "family_ids": families}
         update, insert, one = UPDATE_RE.match(text), INSERT_RE.match(text), BY_PK_RE.match(text)
         if update:
             data = update_by_pk(role, user_id, update)
         elif insert:
-            data = insert_one(role, user_id, insert, variables)
+            data = insert_one(role, who, insert, variables)
         elif one:
-            data = by_pk(role, user_id, one, variables)
+            data = by_pk(role, who, one, variables)
         else:
-            data = resolve(role, user_id, selection(text))
+            data = resolve(role, who, selection(text))
     except GraphQLError as exc:
         return _jwt_error(req, exc.code, str(exc), exc.path)
     return req.send_json(200, {"data": data})
