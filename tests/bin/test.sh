@@ -61,10 +61,15 @@ stage_units() {
   (cd "$tree" && PYTHONPATH="$(dirname "$(dirname "$(dirname "$tree")")")" run_pytest -q -p no:cacheprovider tests/unit)
 }
 
+# The collection's artifact, and the execution environment's build context (made offline: the image
+# build itself needs a registry).
 stage_build() {
   local out; out=$(mktemp -d)
   ansible-galaxy collection build --force --output-path "$out" . &&
   ls "$out"/nfamily-ops-*.tar.gz &&
+  ansible-builder create -f meta/execution-environment.yml -c "$out/ee" >/dev/null &&
+  grep -q "ansible-galaxy collection install" "$out/ee/Containerfile" &&
+  ls "$out/ee/_build/requirements.yml" &&
   rm -rf "$out"
 }
 
