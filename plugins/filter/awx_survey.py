@@ -15,11 +15,12 @@ description:
   - Builds the C(survey_spec) of an AWX job template from the options of a role's C(meta/argument_specs.yml) entry point,
     so that the web form an operator fills in at 3 a.m. asks for what the role takes, with its types, choices and
     literal defaults. A question's type follows the option's - C(str) is C(text) (C(multiplechoice) with choices),
-    C(int) C(integer), C(float) C(float), C(bool) a C(multiplechoice) of C(true)/C(false), and a C(list) with choices
-    C(multiselect).
+    C(int) C(integer), C(float) C(float), C(bool) a C(multiplechoice) of C(true)/C(false) (the answer is a string, so
+    the role must read it with C(| bool)), and a C(list) with choices C(multiselect).
   - Refuses what a survey must not carry - an option the role does not have, a secret (C(no_log)) option (secrets come
-    from AWX credentials), an option of a type a survey cannot give (C(dict), a C(list) without choices), and a
-    question override whose default is not one of the option's choices.
+    from AWX credentials), an option of a type a survey cannot give (C(dict), C(raw), a C(list) without choices, an
+    C(int) with choices), and a question override whose default is not an answer of the question's type or not one of
+    the option's choices.
 positional: _input, variables
 options:
   _input:
@@ -58,7 +59,9 @@ _value:
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.six import string_types
 
-QUESTION_TYPES = {"str": "text", "path": "text", "raw": "text", "int": "integer", "float": "float"}
+QUESTION_TYPES = {"str": "text", "path": "text", "int": "integer", "float": "float"}
+# The Python type of each question type's answer (AWX sends a multiple choice as a string, a multiselect as a list).
+ANSWER_TYPES = {"text": string_types, "integer": int, "float": (int, float), "multiplechoice": string_types}
 
 
 def _description(option):
@@ -79,14 +82,15 @@ def question(variable, option, override=None):
         raise AnsibleFilterError("%s is a secret (no_log): it comes from an AWX credential, never from a survey" % variable)
     if kind == "bool":
         qtype, choices = "multiplechoice", ["true", "false"]
-    elif choices and kind in ("str", "int"):
+    elif choices and kind == "str":
         qtype = "multiplechoice"
     elif choices and kind == "list":
         qtype = "multiselect"
     elif kind in QUESTION_TYPES:
         qtype = QUESTION_TYPES[kind]
-    else:
-        raise AnsibleFilterError("%s is of type %s%s, which a survey cannot give" % (variable, kind, " without choices" if kind == "list" else ""))
+    else:  # an int with choices would arrive as a string; a dict, a raw or a list without choices has no question
+        raise AnsibleFilterError("%s is of type %s%s, which a survey cannot give" % (
+            variable, kind, " without choices" if kind == "list" else " with choices" if choices else ""))
     spec = {"variable": variable, "question_name": _description(option).split(". ", 1)[0][:200] or variable,
             "question_description": _description(option), "type": qtype, "required": bool(option.get("required", False))}
     if choices:
@@ -100,6 +104,9 @@ def question(variable, option, override=None):
             raise AnsibleFilterError("%s: a survey question override may set question_name, question_description, default or "
                                      "required, not %s" % (variable, field))
         spec[field] = value
+    answer, wanted_type = spec.get("default"), ANSWER_TYPES.get(qtype)
+    if "default" in spec and (isinstance(answer, bool) or (wanted_type and not isinstance(answer, wanted_type))):
+        raise AnsibleFilterError("%s: default %r is not a %s answer" % (variable, answer, qtype))
     if "choices" in spec and "default" in spec and spec["default"] != "":
         wanted = spec["default"].split("\n") if qtype == "multiselect" else [str(spec["default"])]
         stray = [d for d in wanted if d not in spec["choices"]]

@@ -17,8 +17,11 @@ from ansible_collections.nfamily.ops.plugins.filter.awx_survey import awx_survey
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECRET = re.compile(r"password|secret|_token$|^token$|_key$|^key$", re.I)
 # A survey answer arrives as a string, a number or a list; the role's type must take it.
-COMPATIBLE = {"text": {"str", "path", "raw"}, "integer": {"int"}, "float": {"float"}, "multiplechoice": {"str", "int", "bool"},
+COMPATIBLE = {"text": {"str", "path"}, "integer": {"int"}, "float": {"float"}, "multiplechoice": {"str", "bool"},
               "multiselect": {"list"}}
+# The runbooks that replace data or stop services, each launched against production only through its approval workflow.
+APPROVED = {"db_restore.yml", "db_pitr.yml", "db_pitr_enable.yml", "migration_rollback.yml", "rotate_jwt.yml",
+            "revoke_devices.yml", "service_recovery.yml", "deploy.yml"}
 
 
 def load(*path):
@@ -146,7 +149,47 @@ def test_no_daily_or_weekly_run_falls_in_the_hour_daylight_saving_time_skips_or_
             assert tz.datetime_exists(run) and not tz.datetime_ambiguous(run), (schedule["name"], run)
 
 
+def role_text(role):
+    text = []
+    for root, _dirs, files in os.walk(os.path.join(COLLECTION, "roles", role)):
+        for name in files:
+            if name.endswith(".yml"):
+                with open(os.path.join(root, name), encoding="utf-8") as handle:
+                    text.append(handle.read())
+    return "\n".join(text)
+
+
+def test_a_true_or_false_answer_is_read_as_a_bool_by_its_role(config):
+    """AWX sends a multiple choice as a string, and "false" is a true string: every bool a survey asks for must be read
+    with | bool, or given whole to a module option of type bool."""
+    for runbook in config["awx_runbooks"]:
+        options = role_options(runbook["role"])
+        text = role_text(runbook["role"])
+        for entry in runbook.get("survey", []):
+            variable = entry["variable"] if isinstance(entry, dict) else entry
+            if options[variable].get("type") != "bool":
+                continue
+            uses = re.findall(r"[^\n]*\b%s\b(?!=)[^\n]*" % variable, text)  # not its name in a message (name=value)
+            loose = [u for u in uses if not re.search(r"\b%s\s*\|\s*bool\b" % variable, u)
+                     and not re.match(r"\s*[a-z_]+:\s*\"\{\{\s*%s\s*\}\}\"\s*$" % variable, u) and not u.strip().startswith(variable + ":")]
+            assert not loose, "%s reads %s without | bool: %s" % (runbook["role"], variable, loose)
+
+
+def test_a_workflows_confirmation_names_the_runbook_its_playbook_runs(config):
+    for runbook in [r for r in config["awx_runbooks"] if r.get("approval")]:
+        stem = runbook["playbook"][:-len(".yml")]
+        assert re.search(r"runbook_name: %s\s*$" % stem, role_text(runbook["role"]), re.M), runbook["name"]
+
+
+def test_a_preview_schedule_runs_the_preview_of_an_approved_runbook(config):
+    approved = [r["name"] for r in config["awx_runbooks"] if r.get("approval")]
+    for schedule in config["awx_schedules"]:
+        if schedule.get("preview"):
+            assert schedule["runbook"] in approved, schedule["name"]
+
+
 def test_runbooks_that_replace_data_or_stop_services_have_an_approval_workflow(config):
+    assert set(r["playbook"] for r in config["awx_runbooks"] if r.get("approval")) == APPROVED
     destructive = set()
     for role in os.listdir(os.path.join(COLLECTION, "roles")):
         tasks = os.path.join(COLLECTION, "roles", role, "tasks")
