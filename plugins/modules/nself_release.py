@@ -126,6 +126,15 @@ migrations_added:
   type: list
   elements: dict
   sample: [{"scheme": "_migrations", "version": 14, "name": "014_release_notes", "down": true}]
+migrations_removed:
+  description:
+    - Migrations HEAD has and O(tag) has not (O(tag) is older), with their scheme; a downgrade's database must be rolled
+      back to what O(tag) knows first. Not a problem for the checkout itself, which a rollback does after the
+      migrations went down.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"scheme": "schema_migrations", "version": 1770000000014, "name": "1770000000014_notes", "down": true}]
 problems:
   description: What stands in the way of deploying O(tag), every one at once; empty when nothing does.
   returned: always
@@ -164,7 +173,7 @@ def survey(repo, params, remote_only=False):
     changed, untracked = repo.status()
     result = dict(repository=repo.root, head=head, running_tag=repo.running_tag(), running_tags=repo.tags_at_head(),
                   tag_commit=None, changed_files=changed[:rel.SHOWN], untracked_files=untracked[:rel.SHOWN],
-                  migrations_added=[], problems=[], notes=[])
+                  migrations_added=[], migrations_removed=[], problems=[], notes=[])
     if changed:
         result["problems"].append("%d tracked file(s) changed in %s (%s): commit, stash or discard them on the host first; "
                                   "a release is what its tag holds" % (len(changed), repo.root, ", ".join(changed[:5])))
@@ -187,6 +196,8 @@ def survey(repo, params, remote_only=False):
         for scheme in schemes(repo, head, commit, params["tracking"]):
             for migration in rel.added_migrations(repo, head, commit, scheme):
                 result["migrations_added"].append(dict(migration, scheme=scheme))
+            for migration in rel.added_migrations(repo, commit, head, scheme):
+                result["migrations_removed"].append(dict(migration, scheme=scheme))
         missing = [m["name"] for m in result["migrations_added"] if not m["down"]]
         if missing:
             result["problems"].append("%s adds migration(s) without a down file (%s): a failed deploy could not roll them "

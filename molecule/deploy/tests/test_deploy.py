@@ -187,6 +187,10 @@ def test_a_good_release_is_deployed_verified_and_a_rerun_changes_nothing(host):
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
     assert "to do: nothing" in again.stdout
     assert host.run("sh", "-c", "ls %s/backups/pre-deploy-*.dump" % PROJECT).stdout.split() == backups
+    older = deploy(host, "v0.9.0")  # a downgrade whose database has a migration the tag does not know
+    assert_failed_with(older, "v0.9.0 is not deployed:", "v0.9.0 is older than what runs: the database has migration(s) it does not "
+                       "know (1770000000014_post_reaction_count); roll them back first (playbooks/migration_rollback.yml)")
+    assert git(host, "describe", "--tags", "--exact-match") == "v0.10.0" and last_migration(host) == "1770000000014"
 
 
 @pytest.mark.parametrize("tag, kill_in, converged", [("v0.10.0", "deploy", "v0.10.0"), ("v0.10.1", "rollback", "v0.9.0")])

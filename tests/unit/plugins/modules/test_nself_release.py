@@ -200,3 +200,13 @@ def test_as_root_git_runs_as_the_owner_of_the_checkout(origin):
     argv = repo.argv(["status"])
     assert argv[:6] == ["runuser", "-u", "nobody", "--", "env", "HOME=/nonexistent"] and "safe.directory" not in " ".join(argv)
     assert nself_release.rel.Repository(origin["project"], run=None, euid=1000).as_user is None  # not root: git's own rules
+
+
+def test_an_older_tag_lists_the_migrations_the_running_release_has_and_it_lacks(origin, release):
+    release({"project_dir": origin["project"], "tag": "v0.10"})
+    older = release({"project_dir": origin["project"], "tag": "v0.9"}, check_mode=True)
+    assert older["problems"] == [] and older["migrations_added"] == []  # the checkout itself may go back (a rollback does)
+    assert sorted((m["scheme"], m["version"]) for m in older["migrations_removed"]) == [
+        ("_migrations", 14), ("schema_migrations", 1770000000014)]
+    newer = release({"project_dir": origin["project"], "tag": "v0.11-bad"}, check_mode=True)
+    assert newer["migrations_removed"] == []
