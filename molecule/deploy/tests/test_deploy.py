@@ -193,14 +193,18 @@ def test_a_good_release_is_deployed_verified_and_a_rerun_changes_nothing(host):
     assert git(host, "describe", "--tags", "--exact-match") == "v0.10.0" and last_migration(host) == "1770000000014"
 
 
-@pytest.mark.parametrize("tag, kill_in, converged", [("v0.10.0", "deploy", "v0.10.0"), ("v0.10.1", "rollback", "v0.9.0")])
+@pytest.mark.parametrize("tag, kill_in, converged", [("v0.10.0", "backup", "v0.10.0"), ("v0.10.0", "deploy", "v0.10.0"),
+                                                     ("v0.10.0", "verify", "v0.10.0"), ("v0.10.1", "rollback", "v0.9.0")])
 def test_a_run_killed_in_a_step_then_run_again_converges(host, tag, kill_in, converged):
-    """Killed while the release is being checked out, migrated and built, the run again ends with it verified;
-    killed while a bad release is being rolled back, with the release that ran before restored. Never in between."""
+    """Killed in any step of a good release (while what runs is recorded and backed up; while the release is checked
+    out, migrated and built; while it is verified), the run again ends with it verified; killed while a bad release
+    is being rolled back, with the release that ran before restored. Never in between."""
+    # a watch window keeps the verification going past the kill (the re-run watches for no time)
+    watch = ("-e", "deploy_watch_seconds=30") if kill_in == "verify" else ()
     state = STATE + "/runs/deploy.json"
-    run = host.playbook("deploy.yml", "-e", "deploy_tag=%s" % tag, *FACTS, *FAST, *confirm(host.name, "deploy.yml"), background=True)
+    run = host.playbook("deploy.yml", "-e", "deploy_tag=%s" % tag, *FACTS, *FAST, *watch, *confirm(host.name, "deploy.yml"), background=True)
     reached = wait_for(lambda: kill_in in (host.read_json(state) or {}).get("started", {}), timeout=240, interval=0.2)
-    time.sleep(3)  # into the step: checked out, migrating or building
+    time.sleep(3)  # into the step
     os.killpg(run.pid, signal.SIGKILL)
     output = run.communicate()[0]
     assert reached, output[-3000:]
