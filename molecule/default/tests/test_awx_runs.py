@@ -74,5 +74,5 @@ def test_an_awx_shaped_run_ends_as_the_same_run_from_ansible_playbook(box, tmp_p
     assert report(box, from_awx) == report(box, from_shell)
     assert box.statuses() == statuses
     stats = [e for e in runner.events if e.get("event") == "playbook_on_stats"][-1]["event_data"]
-    assert stats["artifact_data"]["nfamily_runs"][NAME] == {"runbook": from_awx["runbook"], "run_id": str(job_id),
-                                                             "result": "success", "changed_steps": from_awx["changed_steps"]}
+    expected = {"runbook": from_awx["runbook"], "run_id": str(job_id), "result": "success", "changed_steps": from_awx["changed_steps"]}
+    assert stats["artifact_data"]["nfamily_runs"][NAME] == expected
