@@ -1,6 +1,8 @@
 """Helpers for unit tests of nfamily.ops modules: run a module's main() with arguments and a
-scripted nself, and capture what it exits with."""
+scripted nself, and capture what it exits with; serve a local HTTP stand-in of a service."""
+import http.server
 import json
+import threading
 
 import pytest
 from ansible.module_utils import basic
@@ -61,3 +63,24 @@ def run_module(monkeypatch):
 def status_json(*services):
     return json.dumps({"timestamp": "2026-03-15T10:00:00+00:00", "environment": "prod",
                        "services": [{"name": n, "status": s, "cpu": "0.50%", "memory": "25MiB / 7.6GiB"} for n, s in services]})
+
+
+class JsonHandler(http.server.BaseHTTPRequestHandler):
+    """The base of a local HTTP stand-in's handler: quiet, and send() answers with a JSON body."""
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def serve(handler):
+    """Serve handler on a free local port in a daemon thread; returns (server, url). Call server.shutdown() when done."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d" % server.server_address[1]

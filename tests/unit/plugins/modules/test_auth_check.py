@@ -1,11 +1,11 @@
-import http.server
 import json
-import threading
 
 import pytest
 
 from ansible_collections.nfamily.ops.plugins.module_utils import _jwt_key as jk
 from ansible_collections.nfamily.ops.plugins.modules import auth_check
+
+from ...conftest import JsonHandler, serve
 
 NEW = "n" * 86
 OLD = "o" * 86
@@ -18,17 +18,7 @@ class Stack:
         self.sign_key, self.verify_keys, self.logouts, self.redirect_to, self.seen = sign_key, verify_keys, 0, None, []
         stack = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def verified(self, service):
                 stack.seen.append(self.headers.get("Authorization", ""))
                 token = self.headers.get("Authorization", "")[7:]
@@ -60,9 +50,7 @@ class Stack:
                     return self.send(200, {"errors": [{"extensions": {"code": "invalid-jwt"}, "message": "Could not verify JWT"}]})
                 return self.send(200, {"data": {"__typename": "query_root"}})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.server, self.url = serve(Handler)
 
 
 @pytest.fixture

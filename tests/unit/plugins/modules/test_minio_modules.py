@@ -8,6 +8,8 @@ import pytest
 from ansible_collections.nfamily.ops.plugins.module_utils import _s3 as s3lib
 from ansible_collections.nfamily.ops.plugins.modules import minio_bucket, minio_prune
 
+from ...conftest import JsonHandler, serve
+
 NOW = datetime.datetime(2026, 11, 27, 3, 0, tzinfo=datetime.timezone.utc)
 
 
@@ -113,23 +115,16 @@ def test_settings_come_from_the_env_cascade_and_prefer_s3_keys(tmp_path):
 
 def test_minio_info_reads_minio_health_endpoints_when_the_server_has_them(run_module):
     """A small server speaking MinIO's documented health responses: live 200, ready 503 (no quorum)."""
-    import http.server
-    import threading
-
     from ansible_collections.nfamily.ops.plugins.modules import minio_info
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
+    class Handler(JsonHandler):
+        def do_GET(self):  # noqa: N802
             self.send_response({"/minio/health/live": 200, "/minio/health/ready": 503}.get(self.path, 403))
             self.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = serve(Handler)
     try:
-        args = {"endpoint_url": "http://127.0.0.1:%d" % server.server_address[1], "access_key": "ak",
+        args = {"endpoint_url": url, "access_key": "ak",
                 "secret_key": "sk-not-shown", "buckets": []}
         result = run_module(minio_info.main, args, {})[0]
     finally:

@@ -1,6 +1,6 @@
 from ansible_collections.nfamily.ops.plugins.modules import nself_info
 
-from ...conftest import status_json
+from ...conftest import JsonHandler, serve, status_json
 
 HEALTH_OK = '{"timestamp": "x", "healthy": 4, "unhealthy": 0, "total": 4, "services": []}'
 HEALTH_BAD = '{"timestamp": "x", "healthy": 3, "unhealthy": 1, "total": 4, "services": []}'
@@ -50,26 +50,18 @@ def test_missing_project_fails_before_running_nself(run_module, tmp_path):
     assert result["failed"] and "does not exist" in result["msg"] and calls == []
 
 
-def serve(routes):
+def serve_routes(routes):
     """A local HTTP server answering {path: (status, body)}, or {"<Host header> <path>": …} for a virtual
     host; returns (server, base url)."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
+    class Handler(JsonHandler):
+        def do_GET(self):  # noqa: N802
             status, body = routes.get("%s %s" % (self.headers.get("Host"), self.path),
                                       routes.get(self.path, (404, "not found")))
             self.send_response(status)
             self.end_headers()
             self.wfile.write(body.encode())
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, "http://127.0.0.1:%d" % server.server_address[1]
+    return serve(Handler)
 
 
 def endpoint(name, url, **extra):
@@ -79,7 +71,7 @@ def endpoint(name, url, **extra):
 
 
 def test_endpoints_are_judged_by_status_json_status_and_body():
-    server, base = serve({"/ready": (200, '{"status": "not_ready"}'), "/health": (200, "healthy\n"),
+    server, base = serve_routes({"/ready": (200, '{"status": "not_ready"}'), "/health": (200, "healthy\n"),
                           "/auth/me": (401, '{"error": "unauthorized"}'), "/down": (503, '{"status": "error"}'),
                           "api.family.test /healthz": (200, "OK")})
     try:

@@ -1,11 +1,11 @@
 """write_smoke against a local stand-in of auth, hasura and the api: the post and the upload as they are sent, and what is never sent."""
-import http.server
 import json
-import threading
 
 import pytest
 
 from ansible_collections.nfamily.ops.plugins.modules import write_smoke
+
+from ...conftest import JsonHandler, serve
 
 FAMILY = "20000000-0000-4000-8000-000000000002"
 
@@ -22,17 +22,7 @@ def services():
     answer, posts holds what hasura keeps (graphql_error makes it refuse)."""
     seen = {"uploads": [], "logouts": 0, "upload_status": 201, "graphql": [], "posts": {}, "graphql_error": None}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def send(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_POST(self):  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path == "/auth/login":
@@ -56,9 +46,7 @@ def services():
             return self.send(201, {"data": {"media_item_id": "m-1", "storage_path": "prod/%s/family/media/x/f.txt" % FAMILY,
                                             "checksum": "not-the-file's", "status": "completed"}})
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    seen["url"] = "http://127.0.0.1:%d" % server.server_address[1]
+    server, seen["url"] = serve(Handler)
     yield seen
     server.shutdown()
 
