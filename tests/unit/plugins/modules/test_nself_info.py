@@ -72,8 +72,8 @@ def endpoint(name, url, **extra):
 
 def test_endpoints_are_judged_by_status_json_status_and_body():
     server, base = serve_routes({"/ready": (200, '{"status": "not_ready"}'), "/health": (200, "healthy\n"),
-                          "/auth/me": (401, '{"error": "unauthorized"}'), "/down": (503, '{"status": "error"}'),
-                          "api.family.test /healthz": (200, "OK")})
+                                 "/auth/me": (401, '{"error": "unauthorized"}'), "/down": (503, '{"status": "error"}'),
+                                 "api.family.test /healthz": (200, "OK")})
     try:
         results = nself_info.probe_all([
             endpoint("ready", base + "/ready", json_status="ready"),
