@@ -1,11 +1,14 @@
 # nfamily.ops developer entry points. Both main targets install what they need, idempotently.
-.PHONY: sandbox test bench bench-storage soak setup lint sanity units integration molecule clean-sandbox
+.PHONY: sandbox test kill-matrix bench bench-storage soak setup lint sanity units integration molecule clean-sandbox
 
 sandbox:        ## set up, start the sandbox nFamily host, print its service report
 	tests/bin/sandbox.sh
 
 test:           ## the whole suite: lint, sanity, units, build, integration, molecule
 	tests/bin/test.sh
+
+kill-matrix:    ## every kill point of the kill tests (make test kills each runbook at one point of its riskiest step)
+	NFAMILY_OPS_KILL_MATRIX=all MOLECULE_SCENARIOS="framework database deploy auth" PYTEST_ADDOPTS="-k kill" tests/bin/test.sh molecule
 
 bench:          ## database benchmark: ratios against pg_dump, psql and boto3 on a >= 1 GB database
 	tests/bin/bench.sh

@@ -202,6 +202,14 @@ class Instance:
                               stdin=subprocess.DEVNULL, check=False)
 
 
+def kill_points(every, in_suite):
+    """The points a kill-matrix test kills a run at: in_suite (one point of the runbook's riskiest step) in
+    `make test`, which must fit its time; all of every under `make kill-matrix` (NFAMILY_OPS_KILL_MATRIX=all)."""
+    every = list(every)
+    assert all(point in every for point in in_suite), in_suite
+    return every if os.environ.get("NFAMILY_OPS_KILL_MATRIX") == "all" else list(in_suite)
+
+
 def wait_for(predicate, timeout=90, interval=0.5):
     deadline = time.time() + timeout
     while time.time() < deadline:

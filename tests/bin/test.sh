@@ -112,6 +112,13 @@ stage_molecule() {
     found=$(basename "$(dirname "$found")")
     [[ " ${scenarios[*]} " == *" $found "* ]] || scenarios+=("$found")
   done
+  # MOLECULE_SCENARIOS (space-separated) runs only those, as `make kill-matrix` does
+  if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
+    for found in $MOLECULE_SCENARIOS; do
+      [ -f "molecule/$found/molecule.yml" ] || { echo "no molecule scenario $found" >&2; return 1; }
+    done
+    read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
+  fi
   for scenario in "${scenarios[@]}"; do
     while (( $(jobs -rp | wc -l) >= ${MOLECULE_JOBS:-2} )); do wait -n || true; done
     (

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, kill_points, recap, wait_for  # noqa: E402
 
 NAME = "nfamily-molecule-auth"
 PASSWORD = "family-sandbox-pass"  # the sandbox fixture's users (tests/sandbox/nself_sandbox/provision.py)
@@ -151,7 +151,7 @@ def test_a_key_that_does_not_verify_is_rolled_back_and_the_old_key_still_works(h
     assert host.read_json(STATE + "/runs/rotate_jwt.json")["finished_at"]  # closed: the next run starts anew
 
 
-@pytest.mark.parametrize("step", ["rotate", "apply", "verify", "commit"])
+@pytest.mark.parametrize("step", kill_points(["rotate", "apply", "verify", "commit"], ["apply"]))
 def test_a_kill_at_each_step_then_a_rerun_leaves_exactly_one_new_key(host, step):
     before = jwt_key(host)
     committed = len([h for h in host.read_json(RECORD)["history"] if h["outcome"] == "committed"])

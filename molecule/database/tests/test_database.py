@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
-from runbook_host import OFFSITE_KEY, PROJECT, STATE, Instance, confirm, assert_failed_with, recap, wait_for  # noqa: E402
+from runbook_host import OFFSITE_KEY, PROJECT, STATE, Instance, confirm, assert_failed_with, kill_points, recap, wait_for  # noqa: E402
 
 BACKUPS = PROJECT + "/backups"
 KEY_TABLES = ["public.users", "public.families", "public.family_members", "public.registered_devices",
@@ -110,7 +110,7 @@ KILL_POINTS = {
 }
 
 
-@pytest.mark.parametrize("kill_at", sorted(KILL_POINTS))
+@pytest.mark.parametrize("kill_at", kill_points(sorted(KILL_POINTS), ["restore_started"]))
 def test_sigkill_at_each_step_then_rerun_converges(host, kill_at):
     expected = counts(host)  # the base backup's data
     change_data(host)

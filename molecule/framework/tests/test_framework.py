@@ -12,7 +12,7 @@ import yaml
 
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(SCENARIO), "_shared"))
-from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, wait_for  # noqa: E402
+from runbook_host import PROJECT, STATE, Instance, confirm, assert_failed_with, kill_points, wait_for  # noqa: E402
 
 PLAYBOOK = os.path.join(SCENARIO, "selftest.yml")
 STEPS = ["prepare", "stop_services", "replace_data", "start_services"]
@@ -143,7 +143,7 @@ def test_concurrent_run_is_refused_naming_the_holder(host):
         release_hold(host)
 
 
-@pytest.mark.parametrize("kill_after", STEPS)
+@pytest.mark.parametrize("kill_after", kill_points(STEPS, ["replace_data"]))
 def test_sigkill_after_a_checkpoint_then_rerun_converges(host, kill_after):
     run = playbook(host, *confirm(host.name, PLAYBOOK), "-e", "selftest_hold_after=%s" % kill_after, background=True)
     done_upto = STEPS[:STEPS.index(kill_after) + 1]
@@ -153,7 +153,7 @@ def test_sigkill_after_a_checkpoint_then_rerun_converges(host, kill_after):
     assert_rerun_converges(host)
 
 
-@pytest.mark.parametrize("kill_in", STEPS)
+@pytest.mark.parametrize("kill_in", kill_points(STEPS, ["replace_data"]))
 def test_sigkill_between_effect_and_checkpoint_then_rerun_converges(host, kill_in):
     run = playbook(host, *confirm(host.name, PLAYBOOK), "-e", "selftest_hold_before_record=%s" % kill_in, background=True)
     done_before = STEPS[:STEPS.index(kill_in)]
