@@ -224,3 +224,26 @@ def test_the_execution_environment_holds_the_collections_galaxy_yml_depends_on()
     for package in ("ansible_core", "ansible_runner"):
         name, version = ee["dependencies"][package]["package_pip"].split("==")
         assert pins[name] == version, "the EE's %s is not the one the suite tests with" % name
+
+
+def test_the_credentials_inject_exactly_the_secrets_the_runbooks_read_from_the_controllers_environment():
+    """Each NFAMILY_* variable a role or the prod inventory reads from the controller's environment is injected by one
+    of awx_config's credential types, and each injected variable is read somewhere: a renamed variable on either side
+    fails here, not in a 3 a.m. job."""
+    read = set()
+    for base in ("roles", os.path.join("inventories", "prod")):
+        for directory, _dirs, names in os.walk(os.path.join(COLLECTION, base)):
+            if os.sep + "awx_config" in directory:
+                continue
+            for name in names:
+                if name.endswith(".yml"):
+                    with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                        read.update(re.findall(r"lookup\('ansible\.builtin\.env', '(NFAMILY_[A-Z_]+)'", handle.read()))
+    with open(os.path.join(COLLECTION, "roles", "awx_config", "tasks", "main.yml"), encoding="utf-8") as handle:
+        tasks = list(AnsibleLoader(handle).get_single_data())
+    injected = set()
+    for task in tasks:
+        if "awx.awx.credential_type" in task:
+            injected.update(task["awx.awx.credential_type"]["injectors"]["env"])
+    assert read == injected == {"NFAMILY_VERIFY_PASSWORD", "NFAMILY_OFFSITE_KEY", "NFAMILY_OFFSITE_ACCESS_KEY",
+                                "NFAMILY_OFFSITE_SECRET_KEY"}
