@@ -1,5 +1,5 @@
 # nfamily.ops developer entry points. Both main targets install what they need, idempotently.
-.PHONY: sandbox test kill-matrix bench bench-storage soak setup lint sanity units integration molecule clean-sandbox
+.PHONY: sandbox test kill-matrix awx-runs bench bench-storage soak setup lint sanity units integration molecule clean-sandbox
 
 sandbox:        ## set up, start the sandbox nFamily host, print its service report
 	tests/bin/sandbox.sh
@@ -9,6 +9,9 @@ test:           ## the whole suite: lint, sanity, units, build, integration, mol
 
 kill-matrix:    ## every kill point of the kill tests (make test kills each runbook at one point of its riskiest step)
 	NFAMILY_OPS_KILL_MATRIX=all MOLECULE_SCENARIOS="framework database deploy auth" PYTEST_ADDOPTS="-k kill" tests/bin/test.sh molecule
+
+awx-runs:       ## every runbook launched as AWX launches it, compared with the same run from ansible-playbook
+	NFAMILY_OPS_AWX_RUNS=all MOLECULE_SCENARIOS="awx deploy" PYTEST_ADDOPTS="-k awx" tests/bin/test.sh molecule
 
 bench:          ## database benchmark: ratios against pg_dump, psql and boto3 on a >= 1 GB database
 	tests/bin/bench.sh

@@ -12,6 +12,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_shared"))
+import awx_job  # noqa: E402
 from runbook_host import PROJECT, STATE, Instance, assert_failed_with, confirm, kill_points, recap, wait_for  # noqa: E402
 
 CHECKOUT = os.path.dirname(PROJECT)
@@ -30,6 +31,10 @@ def box(tmp_path_factory):
 
 @pytest.fixture
 def host(box):
+    return at_v090(box)
+
+
+def at_v090(box):
     """v0.9.0 checked out, built and running, its migrations and no others, no run state, no traffic."""
     box.run("sandbox-traffic", "stop")
     box.run("sandbox-fault", "clear")
@@ -191,6 +196,20 @@ def test_a_good_release_is_deployed_verified_and_a_rerun_changes_nothing(host):
     assert_failed_with(older, "v0.9.0 is not deployed:", "v0.9.0 is older than what runs: the database has migration(s) it does not "
                        "know (1770000000014_post_reaction_count); roll them back first (playbooks/migration_rollback.yml)")
     assert git(host, "describe", "--tags", "--exact-match") == "v0.10.0" and last_migration(host) == "1770000000014"
+
+
+@pytest.mark.skipif(os.environ.get("NFAMILY_OPS_AWX_RUNS") != "all", reason="make awx-runs runs it (README, the suite's time)")
+def test_an_awx_shaped_deploy_ends_as_the_same_deploy_from_ansible_playbook(box, tmp_path):
+    """The deploy launched as AWX's approved workflow node launches it (molecule/_shared/awx_job.py) and from a shell,
+    each from v0.9.0: the same record, report and host (tag, API version, migrations, health, one pre-deploy backup)."""
+    answers = {"deploy_tag": "v0.10.0", "deploy_ci_green": True, "deploy_qa_passed": True, "deploy_health_delay": 10,
+               "deploy_release_notes": "https://example.invalid/notes", "deploy_watch_seconds": 0, "runbook_confirm": "deploy@" + box.name}
+
+    def state():
+        return (git(box, "describe", "--tags", "--exact-match"), api_version(box), last_migration(box), all_healthy(box),
+                len(box.run("sh", "-c", "ls %s/backups/pre-deploy-*.dump" % PROJECT).stdout.split()))
+    shell, _awx = awx_job.compare(box, awx_job.inventory(box), tmp_path, "deploy.yml", answers, lambda: at_v090(box), state)
+    assert shell["result"] == "success" and state() == ("v0.10.0", "0.10.0", "1770000000014", True, 1)
 
 
 @pytest.mark.parametrize("tag, kill_in, converged", kill_points(
