@@ -8,7 +8,7 @@ test:           ## the whole suite: lint, sanity, units, build, integration, mol
 	tests/bin/test.sh
 
 kill-matrix:    ## every kill point of the kill tests (make test kills each runbook at one point of its riskiest step)
-	NFAMILY_OPS_KILL_MATRIX=all MOLECULE_SCENARIOS="framework database deploy auth" PYTEST_ADDOPTS="-k kill" tests/bin/test.sh molecule
+	NFAMILY_OPS_KILL_MATRIX=all MOLECULE_SCENARIOS="framework database deploy auth" PYTEST_ADDOPTS="-k 'at_each_step or killed_in_a_step or after_a_checkpoint or between_effect_and_checkpoint'" tests/bin/test.sh molecule
 
 awx-runs:       ## every runbook launched as AWX launches it, compared with the same run from ansible-playbook
 	NFAMILY_OPS_AWX_RUNS=all MOLECULE_SCENARIOS="awx deploy" PYTEST_ADDOPTS="-k awx" tests/bin/test.sh molecule
