@@ -1,5 +1,5 @@
 # nfamily.ops developer entry points. Both main targets install what they need, idempotently.
-.PHONY: sandbox test kill-matrix awx-runs bench bench-storage soak setup lint sanity units integration molecule clean-sandbox
+.PHONY: sandbox test kill-matrix awx-runs bench bench-storage bench-fleet soak setup lint sanity units integration molecule clean-sandbox
 
 sandbox:        ## set up, start the sandbox nFamily host, print its service report
 	tests/bin/sandbox.sh
@@ -18,6 +18,9 @@ bench:          ## database benchmark: ratios against pg_dump, psql and boto3 on
 
 bench-storage:  ## MinIO object benchmark: minio_object against boto3 upload_file on a 1 GiB file
 	tests/bin/bench_storage.sh
+
+bench-fleet:    ## the runbooks across 1, 2 and 4 sandbox hosts with forks (FLEET_SIZES=1,2,4,8 for more); serial destructive runs
+	tests/bin/bench_fleet.sh
 
 soak:           ## a month of AWX schedules on one sandbox host in about half an hour (tests/soak/soak.py)
 	tests/bin/soak.sh

@@ -129,8 +129,8 @@ drill:
   description:
     - With O(state=drilled), the drill's outcome as recorded in the manifest - C(result) (V(passed) or V(failed)), C(at),
       C(run_id), C(problems), C(restore_seconds) (copy, pg_restore and checks of this backup on this host), and
-      C(restore_estimate_seconds), what a real restore would take (the safety backup, about as long as this backup took,
-      plus the restore measured here).
+      C(restore_estimate_seconds), what a real restore taking a safety backup first would take (the safety backup, about as
+      long as this backup took, plus the restore measured here).
   returned: when O(state=drilled)
   type: dict
   sample: {"result": "passed", "restore_seconds": 4.2, "restore_estimate_seconds": 7.2, "problems": []}
@@ -361,7 +361,7 @@ def drill(module, pg, manifest):
                              "restore_source=latest skips it; take a new backup and look at how this one was written"
                              % (manifest["file"], "; ".join(problems)))
     return dict(changed=True, drill=outcome, dropped_previous=leftovers,
-                msg="%s restores to what its manifest says (%s); restored in %s s here, a real restore would take about %s s"
+                msg="%s restores to what its manifest says (%s); restored in %s s here, about %s s with a safety backup first"
                 % (manifest["file"], "row counts, migrations and content checksums" if outcome["checksums_compared"]
                    else "row counts and migrations; this backup has no content checksums", seconds,
                    outcome["restore_estimate_seconds"]))

@@ -8,11 +8,13 @@ against the raw tool on the same data, measured now. Prints a table and writes b
    ansible, both wall time, alternated three times, medians compared.
 3. Offsite: upload throughput of db_backup's offsite copy (encrypted, as production sends it) against
    boto3's upload_file of the same file to the same store with default settings (medians of three
-   alternated runs).
-4. Restore: the restore role (playbooks/db_restore.yml, all steps) against the runbook's manual
+   alternated runs); and of a copy without encryption (allow_plaintext), which isolates what the
+   encryption costs from what the module adds.
+4. Restore: the restore role (playbooks/db_restore.yml with its defaults) against the runbook's manual
    path done right: stop the services, drop and create the database, plain SQL piped to psql,
-   start the services, wait until healthy. Also how long the role kept the services down (its
-   checkpoints: staging done to services healthy) against the manual path, which is down throughout.
+   start the services, wait until healthy (medians of three alternated runs). Also how long the role
+   kept the services down (from its stop task's start to its start task's end) against the manual
+   path, which is down throughout, and where the role's time went, task by task.
 5. Triage of the healthy host against the runbook's investigation commands in a shell script on the
    host, plus the floor every playbook pays (a one-task playbook on the same host, in the same run).
 6. No-op second runs: for each runbook whose second run has nothing to do (a rotation not due, a
@@ -24,6 +26,7 @@ Ansible reaches the host as the Molecule suites do and as production does over S
 Usage: python tests/bench/bench.py HOST_CONTAINER [--small-mb 300] [--large-mb 1100]
 """
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -75,24 +78,37 @@ class Host:
             raise SystemExit("%s failed:\n%s" % (" ".join(args[:3]), proc.stdout[-3000:]))
         return proc.stdout
 
-    def module(self, module_name, **args):
-        """Run one module with ansible (ad hoc); returns its result."""
-        out = self.ansible(["ansible", self.name, "-i", self.inventory, "-m", "nfamily.ops." + module_name, "-a", json.dumps(args)],
-                           ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    def module(self, module_name, named_process=False, **args):
+        """Run one module with ansible (ad hoc); returns its result. named_process: through the unpipelined podman
+        connection, where the module's process is named after it (AnsiballZ_<module>.py) for the RSS sampler; a
+        pipelined module is a bare python3 reading stdin."""
+        unpipelined = ["-e", "ansible_connection=containers.podman.podman"] if named_process else []
+        out = self.ansible(["ansible", self.name, "-i", self.inventory, "-m", "nfamily.ops." + module_name, "-a", json.dumps(args)]
+                           + unpipelined, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
         return json.loads(out[out.index("{"):])["plays"][0]["tasks"][0]["hosts"][self.name]
 
-    def playbook(self, playbook, *extra):
+    def playbook(self, playbook, *extra, **env_extra):
         path = playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)
         return self.ansible(["ansible-playbook", "-i", self.inventory, path,
-                             "-e", "runbook_report_dir=%s" % os.path.join(self.workdir, "reports")] + list(extra))
+                             "-e", "runbook_report_dir=%s" % os.path.join(self.workdir, "reports")] + list(extra), **env_extra)
+
+    def timed_playbook(self, playbook, *extra):
+        """(wall seconds, [(task name, start, end)] in run order) of a playbook run, from the json callback."""
+        started = time.monotonic()
+        out = self.playbook(playbook, *extra, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        wall = time.monotonic() - started
+        tasks = [(task["task"]["name"], parse_iso(task["task"]["duration"]["start"]), parse_iso(task["task"]["duration"]["end"]))
+                 for play in json.loads(out[out.index("{"):])["plays"] for task in play["tasks"] if "end" in task["task"]["duration"]]
+        return wall, tasks
 
 
 def median(values):
     return sorted(values)[len(values) // 2]
 
 
-def parse_time(text):
-    return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+def parse_iso(text):
+    """Seconds since the epoch of the json callback's task times (2026-12-01T16:20:01.123456Z)."""
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def timed(action):
@@ -126,12 +142,13 @@ def peak_rss(host, pattern, action):
     return peak["peak_kib"] / 1024.0
 
 
-def backup_module(host, name, **extra):
-    return host.module("db_backup", project_dir=PROJECT, dest="/tmp/bench/backups", name=name, **extra)
+def backup_module(host, name, named_process=False, **extra):
+    return host.module("db_backup", named_process=named_process, project_dir=PROJECT, dest="/tmp/bench/backups", name=name, **extra)
 
 
-def restore_module(host, name):
-    return host.module("db_restore", project_dir=PROJECT, source="/tmp/bench/backups/%s" % name, keep_previous=0)
+def restore_module(host, name, named_process=False):
+    return host.module("db_restore", named_process=named_process, project_dir=PROJECT, source="/tmp/bench/backups/%s" % name,
+                       keep_previous=0)
 
 
 def all_healthy(host):
@@ -147,13 +164,50 @@ def wait_healthy(host, timeout=300):
         time.sleep(1)
 
 
+# The restore role's tasks that stop and start the services: the outage is from the first's start to the second's end.
+STOP_TASK = "Stop them and wait until they are down"
+START_TASK = "Start them and wait until they are healthy"
+
+
+def time_breakdown(wall, tasks, slowest=6):
+    """Lines saying where a playbook's wall time went: its slowest tasks, the rest of its tasks, and what no task
+    accounts for (start-up, loading, the gaps between tasks)."""
+    ranked = sorted(tasks, key=lambda task: task[1] - task[2])
+    lines = ["%5.1f s  %s" % (end - start, name) for name, start, end in ranked[:slowest]]
+    rest = ranked[slowest:]
+    lines.append("%5.1f s  the other %d tasks" % (sum(end - start for name, start, end in rest), len(rest)))
+    lines.append("%5.1f s  outside any task (start-up, includes, between tasks)" % (wall - sum(end - start for name, start, end in tasks)))
+    return lines
+
+
 def manual_restore(host):
     """The runbook's path, done so that it works: stop, fresh database, plain SQL into psql, start."""
     host.sh("nself stop %s" % " ".join(SERVICES))
-    host.sh("dropdb -h /var/run/postgresql -U postgres --force %s && createdb -h /var/run/postgresql -U postgres %s" % (DB, DB))
+    host.sh("psql -X -q -h /var/run/postgresql -U postgres -d postgres -c 'DROP DATABASE %s WITH (FORCE)' -c 'CREATE DATABASE %s'"
+            % (DB, DB))
     host.sh("nself exec -i postgres psql -X -q -U postgres -d %s < /tmp/bench/plain.sql > /dev/null 2>&1" % DB)
     host.sh("nself restart %s" % " ".join(SERVICES), check=False)
     wait_healthy(host)
+
+
+def restore_times(host):
+    """([(role wall s, services down s, tasks)], [manual wall s]), alternated, REPEAT of each. The role runs with its
+    defaults (the swap keeps the replaced database, so no safety dump); the manual path's fresh database carries no
+    restore marker, so each role run restores again."""
+    host.sh("nself exec postgres pg_dump -U postgres -d %s -Fp > /tmp/bench/plain.sql" % DB)
+    host.psql("INSERT INTO public.families (name) VALUES ('changed before the restore')")
+    args = ["-e", "restore_source=/tmp/bench/backups/timed.dump", "-e", "restore_backups_dir=/tmp/bench/backups",
+            "-e", "runbook_confirm=db_restore@%s" % host.name]
+    role_runs, manual_runs = [], []
+    for dummy in range(REPEAT):
+        wall, tasks = host.timed_playbook("db_restore.yml", *args)
+        stopping = [start for name, start, end in tasks if name.split(" : ")[-1] == STOP_TASK]  # "<role> : <task>"
+        started = [end for name, start, end in tasks if name.split(" : ")[-1] == START_TASK]
+        if not (stopping and started):
+            raise SystemExit("the restore ran no %r or %r task: the bench no longer matches roles/restore" % (STOP_TASK, START_TASK))
+        role_runs.append((wall, started[-1] - stopping[0], tasks))
+        manual_runs.append(timed(lambda: manual_restore(host)))
+    return role_runs, manual_runs
 
 
 def raw_upload_seconds(host, path):
@@ -217,7 +271,7 @@ def noop_pairs(host):
     for dummy in range(REPEAT):
         rotations = pairs["rotate_jwt (a rotation, then one not due)"]
         rotations.append((timed(lambda: host.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=forced", *confirm("rotate_jwt"))),
-                          timed(lambda: host.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=older_than", *confirm("rotate_jwt")))))
+                          timed(lambda: host.playbook("rotate_jwt.yml", "-e", "rotate_jwt_mode=scheduled", *confirm("rotate_jwt")))))
         host.psql("UPDATE public.registered_devices d SET is_revoked = s.is_revoked, credential = s.credential, "
                   "bootstrap_token = s.bootstrap_token FROM public.devices_bench s WHERE d.id = s.id")
         revoke = ("-e", "revoke_devices_family_id=00000000-0000-0000-0000-000000000001") + confirm("revoke_devices")
@@ -250,15 +304,15 @@ def main():
         log("%s database: %d MB on disk" % (label, size // 1048576))
         host.sh("rm -f /tmp/bench/backups/*")
         backup_rss = peak_rss(host, "AnsiballZ_db_backup", lambda: backup_module(
-            host, "m.dump", offsite={"bucket": "nf-backups", "prefix": "bench-rss/", "encryption_key": BENCH_OFFSITE_KEY}))
-        restore_rss = peak_rss(host, "AnsiballZ_db_restore", lambda: restore_module(host, "m.dump"))
+            host, "m.dump", True, offsite={"bucket": "nf-backups", "prefix": "bench-rss/", "encryption_key": BENCH_OFFSITE_KEY}))
+        restore_rss = peak_rss(host, "AnsiballZ_db_restore", lambda: restore_module(host, "m.dump", True))
         results["rss_mb"][label] = {"db_mb": size // 1048576, "db_backup": round(backup_rss, 1), "db_restore": round(restore_rss, 1)}
         log("%s: db_backup peak RSS %.1f MB, db_restore peak RSS %.1f MB" % (label, backup_rss, restore_rss))
 
     results["db_mb"] = host.db_bytes() // 1048576
     host.sh("rm -f /tmp/bench/backups/*")
     # Alternated and repeated, the median taken: single runs of a few seconds are too noisy to compare.
-    raw_backups, module_backups, raw_uploads, module_uploads = [], [], [], []
+    raw_backups, module_backups, raw_uploads, module_uploads, plain_uploads = [], [], [], [], []
     for dummy in range(REPEAT):
         host.sh("rm -f /tmp/bench/backups/*")
         raw_backups.append(timed(lambda: host.sh("nself exec postgres pg_dump -U postgres -d %s -Fc > /tmp/bench/raw.dump" % DB)))
@@ -266,26 +320,29 @@ def main():
         raw_uploads.append(raw_upload_seconds(host, "/tmp/bench/backups/timed.dump"))
         out = backup_module(host, "offsite.dump", offsite={"bucket": "nf-backups", "prefix": "bench/", "encryption_key": BENCH_OFFSITE_KEY})
         module_uploads.append(out["backup"]["offsite"]["duration_s"])
+        out = backup_module(host, "plain.dump", offsite={"bucket": "nf-backups", "prefix": "bench-plain/", "allow_plaintext": True})
+        plain_uploads.append(out["backup"]["offsite"]["duration_s"])
     raw_backup, module_backup = median(raw_backups), median(module_backups)
     raw_upload, module_upload = median(raw_uploads), median(module_uploads)
     dump_bytes = int(host.sh("stat -c %s /tmp/bench/backups/timed.dump"))
     results["backup"] = {"raw_s": raw_backups, "module_s": module_backups}
-    results["offsite"] = {"bytes": dump_bytes, "raw_s": raw_uploads, "module_s": module_uploads}
+    results["offsite"] = {"bytes": dump_bytes, "raw_s": raw_uploads, "module_s": module_uploads, "module_plaintext_s": plain_uploads}
     log("backup (median of %d): pg_dump -Fc %.1f s, db_backup %.1f s" % (REPEAT, raw_backup, module_backup))
-    log("offsite (median of %d): boto3 upload_file %.2f s, db_backup offsite %.2f s (%d MB)"
-        % (REPEAT, raw_upload, module_upload, dump_bytes // 1048576))
+    log("offsite (median of %d): boto3 upload_file %.2f s, db_backup offsite %.2f s encrypted, %.2f s without encryption (%d MB)"
+        % (REPEAT, raw_upload, module_upload, median(plain_uploads), dump_bytes // 1048576))
 
-    host.sh("nself exec postgres pg_dump -U postgres -d %s -Fp > /tmp/bench/plain.sql" % DB)
-    host.psql("INSERT INTO public.families (name) VALUES ('changed before the restore')")
-    restore_args = ["-e", "restore_source=/tmp/bench/backups/timed.dump", "-e", "restore_backups_dir=/tmp/bench/backups",
-                    "-e", "restore_keep_previous=0", "-e", "runbook_confirm=db_restore@%s" % host.name]
-    role_restore = timed(lambda: host.playbook("db_restore.yml", *restore_args))
-    state = json.loads(host.sh("cat /var/lib/nfamily-ops/runs/db_restore.json"))["done"]
-    role_outage = (parse_time(state["start_services"]["at"]) - parse_time(state["stage"]["at"]))
-    manual = timed(lambda: manual_restore(host))
-    results["restore"] = {"role_s": round(role_restore, 2), "manual_s": round(manual, 2), "role_outage_s": role_outage}
-    log("restore: role %.1f s (services down %d s), manual path %.1f s (services down all along)"
-        % (role_restore, role_outage, manual))
+    role_runs, manual_runs = restore_times(host)
+    role_restore, manual = median([run[0] for run in role_runs]), median(manual_runs)
+    role_outage = median([run[1] for run in role_runs])
+    typical = sorted(role_runs, key=lambda run: run[0])[len(role_runs) // 2]
+    results["restore"] = {"role_s": [round(run[0], 2) for run in role_runs], "role_outage_s": [round(run[1], 2) for run in role_runs],
+                          "manual_s": [round(m, 2) for m in manual_runs],
+                          "median_run_tasks": [(name, round(end - start, 3)) for name, start, end in typical[2]]}
+    log("restore (median of %d): role %.1f s (services down %.1f s), manual path %.1f s (services down all along)"
+        % (REPEAT, role_restore, role_outage, manual))
+    log("restore: where the median role run's %.1f s went:" % typical[0])
+    for line in time_breakdown(typical[0], typical[2]):
+        log("  " + line)
 
     triage, script, floor = triage_times(host)
     results["triage"] = {"playbook_s": triage, "script_s": script, "one_task_playbook_s": floor}
@@ -303,7 +360,10 @@ def main():
         ("backup wall time / raw pg_dump -Fc", module_backup / raw_backup, "<= 1.10", module_backup / raw_backup <= 1.10),
         ("restore role / manual psql path, wall time", role_restore / manual, "<= 0.67", role_restore / manual <= 0.67),
         ("restore role / manual psql path, services down", role_outage / manual, "<= 0.15", role_outage / manual <= 0.15),
-        ("offsite upload throughput / boto3 upload_file", raw_upload / module_upload, ">= 0.95", raw_upload / module_upload >= 0.95),
+        ("offsite upload throughput (encrypted, as production sends it) / boto3 upload_file", raw_upload / module_upload, ">= 0.95",
+         raw_upload / module_upload >= 0.95),
+        ("offsite upload throughput without encryption (allow_plaintext) / boto3 upload_file", raw_upload / median(plain_uploads),
+         "no target", None),
         ("triage of a healthy host / (its commands in a shell + a one-task playbook)", triage_ratio, "<= 2.0", triage_ratio <= 2.0),
     ] + [(name, ratio, "<= 0.5", ratio <= 0.5) for name, ratio in noop_ratios]
     rss = results["rss_mb"]

@@ -46,7 +46,7 @@ def main():
         try:
             results = []
             module.append(timed(lambda: results.append(host.module(
-                "minio_object", project_dir=PROJECT, bucket="nf-backups", key="bench/module-%d.bin" % index,
+                "minio_object", named_process=True, project_dir=PROJECT, bucket="nf-backups", key="bench/module-%d.bin" % index,
                 src="/tmp/bench/object.bin", mode="put"))))
             inside.append(results[0]["seconds"])
         finally:

@@ -75,7 +75,8 @@ def test_a_good_backup_passes_without_a_service_stopped_or_the_live_database_tou
     assert not [argv for argv in box.calls(record["run_id"]) if argv[:1] in (["start"], ["stop"], ["restart"], ["build"])]
     assert drill_databases(box) == "" and user_emails(box) == before and all_healthy(box)
     report = open(os.path.join(box.reports, record["run_id"], box.name + ".md"), encoding="utf-8").read()
-    assert "a real restore would take about %s s" % marked["restore_estimate_seconds"] in report
+    assert "a real restore would take about %s s (%s s with a safety backup first" % (
+        marked["restore_seconds"], marked["restore_estimate_seconds"]) in report
     assert taken["sha256"] == box.read_json(BACKUPS + "/drill-good.dump.manifest.json")["sha256"]
 
 

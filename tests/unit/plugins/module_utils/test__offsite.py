@@ -355,6 +355,12 @@ def test_a_stream_of_known_size_gets_parts_large_enough_for_s3s_ten_thousand():
     assert -(-big // chunk) < 10000 and chunk % (1 << 20) == 0
 
 
+def test_a_stream_reads_ahead_two_parts_whatever_its_size():
+    """A stream's parts wait in memory for an upload thread: few of them, so the offsite copy's memory stays bounded."""
+    assert s3lib.transfer_config(100 << 20).max_in_memory_upload_chunks == 2
+    assert s3lib.transfer_config(200 << 30).max_in_memory_upload_chunks == 2
+
+
 def test_a_drill_without_the_key_leaves_the_signed_manifest_of_a_sealed_copy_alone(dirs):
     taken, lost = dirs
     bucket = Bucket()
