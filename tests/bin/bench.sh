@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: the database runbook benchmark (tests/bench/bench.py) on a fresh sandbox host of
-# its own, so the figures never depend on what an earlier run left behind. Takes about 10 minutes.
+# its own, so the figures never depend on what an earlier run left behind. Takes about 30 minutes.
 # shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$REPO_ROOT/tests/bin/setup.sh"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench-fleet`: the runbooks across several sandbox hosts in one inventory (tests/bench/bench_fleet.py).
 # FLEET_SIZES (default 1,2,4) are the host counts compared; max(FLEET_SIZES) hosts, at least 3, are started
-# (about 0.5 GB of memory each) and removed afterwards. Takes about 15 minutes with the default sizes.
+# (about 0.5 GB of memory each) and removed afterwards. Takes about 10 minutes with the default sizes.
 # shellcheck source=tests/bin/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$REPO_ROOT/tests/bin/setup.sh"

@@ -30,8 +30,8 @@ def plays():
         with open(path, encoding="utf-8") as handle:
             for play in yaml.safe_load(handle):
                 roles = [r["role"] if isinstance(r, dict) else r for r in play.get("roles", [])]
-                roles += [t[key]["name"] for t in play.get("tasks", []) for key in ("ansible.builtin.include_role",
-                                                                                   "ansible.builtin.import_role") if key in t]
+                includes = ("ansible.builtin.include_role", "ansible.builtin.import_role")
+                roles += [t[key]["name"] for t in play.get("tasks", []) for key in includes if key in t]
                 found.append((os.path.basename(path), play, roles))
     return found
 
