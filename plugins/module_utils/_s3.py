@@ -121,8 +121,9 @@ def transfer_config(size=None):
         chunk = max(PART_SIZE, -(-size // (MAX_PARTS - 1) // (1 << 20)) * (1 << 20))
     config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=chunk, max_concurrency=10, use_threads=True)
     if size is not None:
-        # A stream's parts are read into memory ahead of the uploads: s3transfer's default of 10 queued parts took the
-        # encrypted offsite copy to 208 MB of RSS; 2 keep it at 120 MB, as fast (make bench).
+        # A stream's parts are held in memory until uploaded, and this bounds them (and so the parts in flight):
+        # s3transfer's default of 10 took the encrypted offsite copy to 208 MB of RSS; 2 keep it at 120 MB, as fast
+        # against the store on the same machine (make bench).
         config.max_in_memory_upload_chunks = 2
     return config
 
