@@ -45,17 +45,31 @@ REPEAT = 3
 BENCH_OFFSITE_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # a test key: bytes 0..31
 
 
+def write_inventory(path, hosts, **host_vars):
+    """An inventory of sandbox hosts in the prod group, reached pipelined, with the sandbox's group variables.
+    host_vars: values with %s, filled with each host's name. Returns path."""
+    with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
+        group_vars = yaml.safe_load(handle)
+    entries = dict((name, dict({"ansible_connection": "podman_pipelined", "ansible_python_interpreter": "/usr/bin/python3"},
+                               **dict((var, value % name) for var, value in host_vars.items()))) for name in hosts)
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": entries}}}}}},
+                       handle)
+    return path
+
+
+def write_figures(name, figures):
+    """Keep a benchmark's raw figures in tests/output/<name> and say where."""
+    with open(os.path.join(REPO, "tests", "output", name), "w", encoding="utf-8") as handle:
+        json.dump(figures, handle, indent=1)
+    print("\nraw figures: tests/output/%s" % name)
+
+
 class Host:
     def __init__(self, name, workdir):
         self.name = name
         self.workdir = workdir
-        with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
-            group_vars = yaml.safe_load(handle)
-        inventory = {"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": {name: {
-            "ansible_connection": "podman_pipelined", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}}}
-        self.inventory = os.path.join(workdir, "hosts.yml")
-        with open(self.inventory, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(inventory, handle)
+        self.inventory = write_inventory(os.path.join(workdir, "hosts.yml"), [name])
 
     def sh(self, script, check=True):
         proc = subprocess.run(["podman", "exec", "-w", PROJECT, self.name, "sh", "-c", script],
@@ -379,9 +393,7 @@ def main():
     print("| peak RSS of module processes (MB), %d MB and %d MB databases | %s | < 150, flat | %s |" % (
         rss["small"]["db_mb"], rss["large"]["db_mb"], measured, "yes" if peak < 150 and growth < 10 else "NO"))
     results["ratios"] = dict((ratio[0], round(ratio[1], 3)) for ratio in ratios)
-    with open(os.path.join(REPO, "tests", "output", "bench.json"), "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
-    print("\nraw figures: tests/output/bench.json")
+    write_figures("bench.json", results)
     return 0
 
 

@@ -22,25 +22,12 @@ import tempfile
 import threading
 import time
 
-import yaml
-
-from bench import REPO, median
+from bench import REPO, median, write_figures, write_inventory
 
 REPEAT = 3
 STATE = "/var/lib/nfamily-ops"
 RUNBOOKS = [("service report", "service_report.yml"), ("triage of a healthy host", "api_triage.yml"), ("backup", "db_backup.yml")]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def write_inventory(path, hosts, **host_vars):
-    with open(os.path.join(REPO, "inventories", "sandbox", "group_vars", "nfamily_backend.yml"), encoding="utf-8") as handle:
-        group_vars = yaml.safe_load(handle)
-    entries = dict((name, dict({"ansible_connection": "podman_pipelined", "ansible_python_interpreter": "/usr/bin/python3"},
-                               **dict((var, value % name) for var, value in host_vars.items()))) for name in hosts)
-    with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump({"all": {"children": {"nfamily_backend": {"vars": group_vars, "children": {"prod": {"hosts": entries}}}}}},
-                       handle)
-    return path
 
 
 def machine_cpu_seconds():
@@ -188,9 +175,7 @@ def main():
     print("| a destructive runbook (restore) stops at the first failed host, one host at a time | %s | yes |"
           % ", ".join("%s: %s" % item for item in sorted(seen.items())))
     result = {"sizes": sizes, "runs": dict(("%s|%d" % key, value) for key, value in runs.items()), "ratios": ratios, "serial": seen}
-    with open(os.path.join(REPO, "tests", "output", "bench_fleet.json"), "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=1)
-    print("\nraw figures: tests/output/bench_fleet.json")
+    write_figures("bench_fleet.json", result)
     return 0
 
 

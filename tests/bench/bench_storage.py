@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench import HERE, PROJECT, Host, median, timed
+from bench import HERE, PROJECT, Host, median, timed, write_figures
 
 REPEAT = 3
 SIZE = 1024 * 1024 * 1024
@@ -67,10 +67,8 @@ def main():
     print("| minio_object put (whole ansible run) / boto3 upload_file, throughput | %.2f | (no target) | - |"
           % (median(raw) / median(module)))
     print("| minio_object peak RSS (MB) | %.1f | < 150 | %s |" % (max(peaks), "yes" if max(peaks) < 150 else "NO"))
-    output = os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "output", "bench_storage.json")
-    with open(output, "w", encoding="utf-8") as handle:
-        json.dump({"raw_s": raw, "module_inside_s": inside, "module_run_s": module, "peak_rss_mb": peaks,
-                   "ratio": round(ratio, 3)}, handle, indent=1)
+    write_figures("bench_storage.json", {"raw_s": raw, "module_inside_s": inside, "module_run_s": module,
+                                         "peak_rss_mb": peaks, "ratio": round(ratio, 3)})
     return 0
 
 
